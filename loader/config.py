@@ -1,0 +1,105 @@
+"""One configuration file (TOML, local or s3://) for every setting a flag can give.
+
+Precedence: command-line flag > config file > built-in default. Unknown keys are errors with a
+"did you mean" hint, because a misspelt setting that is silently ignored is a security bug.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from loader.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+
+@dataclass
+class Settings:
+    """Every setting, with its default. A config key has the name of its field."""
+
+    master: str | None = None
+    conf: dict[str, str] = field(default_factory=dict)
+    database: str = "security"
+    source: str | None = None
+    debug: bool = False
+
+
+def known_keys() -> list[str]:
+    return [f.name for f in fields(Settings)]
+
+
+def read_config_text(path: str) -> str:
+    from loader.s3util import is_s3, read_s3_bytes
+
+    if is_s3(path):
+        return read_s3_bytes(path).decode("utf-8")
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
+
+
+def parse_config(text: str, origin: str) -> dict[str, Any]:
+    """Parse TOML text and check every key and its type against :class:`Settings`."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{origin}: invalid TOML: {exc}") from exc
+    keys = known_keys()
+    problems = []
+    for key, value in data.items():
+        if key not in keys:
+            hint = difflib.get_close_matches(key, keys, n=1)
+            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+            problems.append(f"{origin}: unknown setting '{key}'{suggestion}")
+        elif key == "conf":
+            if not isinstance(value, dict):
+                problems.append(f"{origin}: 'conf' must be a table of Spark settings")
+            else:
+                data[key] = {str(k): _conf_value(v) for k, v in value.items()}
+        elif key == "debug" and not isinstance(value, bool):
+            problems.append(f"{origin}: 'debug' must be true or false")
+        elif key != "debug" and not isinstance(value, str):
+            problems.append(f"{origin}: '{key}' must be a string, got {type(value).__name__}")
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return data
+
+
+def _conf_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def parse_conf_pairs(pairs: list[str] | None) -> dict[str, str]:
+    """['spark.a=1', 'spark.b=x=y'] -> {'spark.a': '1', 'spark.b': 'x=y'}."""
+    result: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--conf {pair!r}: expected key=value, e.g. spark.driver.memory=4g")
+        result[key.strip()] = value
+    return result
+
+
+def resolve(config_path: str | None, flags: dict[str, Any]) -> Settings:
+    """Merge defaults, the config file and the flags that were given (not None)."""
+    settings = Settings()
+    if config_path:
+        for key, value in parse_config(read_config_text(config_path), config_path).items():
+            setattr(settings, key, value)
+    for key in known_keys():
+        value = flags.get(key)
+        if key == "conf":
+            settings.conf = {**settings.conf, **parse_conf_pairs(value)}
+        elif value is not None and value is not False:
+            setattr(settings, key, value)
+    return settings

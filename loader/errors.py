@@ -1,0 +1,22 @@
+"""The project's exceptions: one root, a few narrow subclasses.
+
+Spark's and boto3's exceptions are wrapped once, at the edge, with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class TsaError(Exception):
+    """Root of every error this project raises on purpose; the CLI prints it on one line."""
+
+
+class ConfigError(TsaError):
+    """A configuration file or flag is missing, unreadable or has a wrong value."""
+
+
+class LoaderError(TsaError):
+    """A source cannot be listed or tables cannot be created."""
+
+
+class EnvironmentProblem(TsaError):
+    """Something the machine must provide (Java, a Spark feature) is missing."""

@@ -1,0 +1,1 @@
+"""Realistic, deterministic CloudTrail sample logs for the demo, tests and benchmarks."""

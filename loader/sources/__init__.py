@@ -1,0 +1,1 @@
+"""Where log files come from: local folders and S3 listings."""

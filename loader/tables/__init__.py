@@ -1,0 +1,1 @@
+"""Table definitions (DDL as text) and applying them to a catalog."""

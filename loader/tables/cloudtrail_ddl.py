@@ -1,0 +1,143 @@
+"""DDL for the CloudTrail tables and views, built as text (tested without Spark)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from loader.errors import LoaderError
+from loader.tables.cloudtrail_schema import (
+    EVENT_FIELDS,
+    INSIGHT_FIELDS,
+    Field,
+    json_schema,
+)
+
+RAW_TABLE = "cloudtrail_raw"
+INSIGHTS_RAW_TABLE = "cloudtrail_insights_raw"
+EVENTS_VIEW = "cloudtrail"
+INSIGHTS_VIEW = "cloudtrail_insights"
+FILES_TABLE = "cloudtrail_files"
+QUARANTINE_VIEW = "cloudtrail_quarantine"
+INSIGHT_EVENT_TYPE = "AwsCloudTrailInsight"
+
+# Options of the raw tables. ignoreCorruptFiles keeps one truncated upload from failing every
+# query over the table; such files are listed in cloudtrail_quarantine by create-hive-table.
+RAW_OPTIONS = {
+    "multiLine": "true",
+    "pathGlobFilter": "*.json{,.gz}",
+    "ignoreCorruptFiles": "true",
+    "mode": "PERMISSIVE",
+}
+PARTITION_COLUMNS = ("account", "region", "dt")
+PARTITIONS_PER_STATEMENT = 200
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_identifier(name: str, what: str = "database") -> str:
+    if not _IDENTIFIER.match(name):
+        raise LoaderError(
+            f"invalid {what} name {name!r}: use letters, digits and underscores, "
+            "starting with a letter"
+        )
+    return name
+
+
+def sql_string(value: str) -> str:
+    """A single-quoted Spark SQL string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def create_database(db: str) -> str:
+    return f"CREATE DATABASE IF NOT EXISTS {check_identifier(db)}"
+
+
+def create_raw_table(db: str, table: str, location: str, comment: str) -> str:
+    options = ", ".join(f"{k} {sql_string(v)}" for k, v in RAW_OPTIONS.items())
+    return (
+        f"CREATE TABLE IF NOT EXISTS {check_identifier(db)}.{table} "
+        "(Records ARRAY<STRING>, account STRING, region STRING, dt STRING) "
+        f"USING json OPTIONS ({options}) "
+        f"PARTITIONED BY ({', '.join(PARTITION_COLUMNS)}) "
+        f"LOCATION {sql_string(location)} "
+        f"COMMENT {sql_string(comment)}"
+    )
+
+
+def add_partitions(
+    db: str, table: str, partitions: Iterable[tuple[str, str, str, str]]
+) -> list[str]:
+    """ALTER TABLE statements registering (account, region, dt, location), many per statement."""
+    specs = [
+        f"PARTITION (account={sql_string(a)}, region={sql_string(r)}, dt={sql_string(d)}) "
+        f"LOCATION {sql_string(loc)}"
+        for a, r, d, loc in partitions
+    ]
+    return [
+        f"ALTER TABLE {check_identifier(db)}.{table} ADD IF NOT EXISTS "
+        + " ".join(specs[i : i + PARTITIONS_PER_STATEMENT])
+        for i in range(0, len(specs), PARTITIONS_PER_STATEMENT)
+    ]
+
+
+def _events_from(db: str, table: str, fields: Sequence[Field]) -> str:
+    return (
+        "SELECT account, region, dt, source_file, raw_json, "
+        f"from_json(raw_json, {sql_string(json_schema(tuple(fields)))}) AS e "
+        "FROM (SELECT account, region, dt, _metadata.file_path AS source_file, Records "
+        f"FROM {db}.{table}) LATERAL VIEW explode(Records) r AS raw_json"
+    )
+
+
+def _select_list(fields: Sequence[Field]) -> str:
+    columns = [f.select_sql() for f in fields]
+    columns += ["account", "region", "dt", "source_file", "raw_json"]
+    return ",\n  ".join(columns)
+
+
+def create_events_view(db: str) -> str:
+    check_identifier(db)
+    return (
+        f"CREATE OR REPLACE VIEW {db}.{EVENTS_VIEW} "
+        f"COMMENT {sql_string('CloudTrail events, one row per event, typed; raw_json keeps all')}"
+        f" AS SELECT\n  {_select_list(EVENT_FIELDS)}\n"
+        f"FROM ({_events_from(db, RAW_TABLE, EVENT_FIELDS)})\n"
+        f"WHERE coalesce(e.eventType, '') <> {sql_string(INSIGHT_EVENT_TYPE)}"
+    )
+
+
+def create_insights_view(db: str) -> str:
+    """Insights events from the CloudTrail-Insight folders, and any found among normal logs."""
+    check_identifier(db)
+    union = (
+        f"{_events_from(db, INSIGHTS_RAW_TABLE, INSIGHT_FIELDS)}\nUNION ALL\n"
+        f"{_events_from(db, RAW_TABLE, INSIGHT_FIELDS)}"
+    )
+    return (
+        f"CREATE OR REPLACE VIEW {db}.{INSIGHTS_VIEW} "
+        f"COMMENT {sql_string('CloudTrail Insights events')}"
+        f" AS SELECT\n  {_select_list(INSIGHT_FIELDS)}\n"
+        f"FROM ({union})\nWHERE e.eventType = {sql_string(INSIGHT_EVENT_TYPE)}"
+    )
+
+
+def create_files_table(db: str) -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS {check_identifier(db)}.{FILES_TABLE} ("
+        "path STRING, kind STRING, account STRING, region STRING, dt STRING, size BIGINT, "
+        "modified TIMESTAMP, status STRING, events BIGINT, insight_events BIGINT, "
+        "reason STRING, checked_at TIMESTAMP) USING parquet "
+        f"COMMENT {sql_string('Every log file create-hive-table has seen, with its check result')}"
+    )
+
+
+def create_quarantine_view(db: str) -> str:
+    check_identifier(db)
+    return (
+        f"CREATE OR REPLACE VIEW {db}.{QUARANTINE_VIEW} "
+        f"COMMENT {sql_string('Log files that could not be loaded, with the reason')} AS "
+        "SELECT path, kind, account, region, dt, size, modified, reason, checked_at FROM ("
+        "SELECT *, row_number() OVER (PARTITION BY path ORDER BY checked_at DESC) AS version "
+        f"FROM {db}.{FILES_TABLE}) WHERE version = 1 AND status = 'quarantined'"
+    )
