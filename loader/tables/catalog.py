@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,14 @@ def run_statements(spark: SparkSession, statements: Iterable[str]) -> None:
         try:
             spark.sql(statement)
         except PySparkException as exc:
+            scheme = re.search(r'No FileSystem for scheme "(\w+)"', str(exc))
+            if scheme:
+                raise LoaderError(
+                    f"this Spark has no filesystem for {scheme.group(1)}:// locations, so the "
+                    "catalog cannot register them. Run on a cluster that reads S3 (EMR, or "
+                    "Spark with hadoop-aws and fs.s3.impl set), or copy the logs to a local "
+                    "folder and use that as --source"
+                ) from exc
             head = statement if len(statement) < 200 else statement[:200] + "..."
             raise LoaderError(f"catalog refused: {head}\n  {exc}") from exc
 

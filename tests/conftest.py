@@ -1,0 +1,69 @@
+"""Shared fixtures. The Spark tier uses one session-scoped SparkSession built by the product's
+own session builder, with its metastore and warehouse in a temporary folder."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# AWS settings must be in the environment before the JVM (and so its Python workers) starts:
+# tests talk to a moto server on 127.0.0.1 through the standard AWS_ENDPOINT_URL.
+MOTO_PORT = _free_port()
+os.environ.update(
+    {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{MOTO_PORT}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+    }
+)
+os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """A moto server on 127.0.0.1, reached by boto3 over HTTP via AWS_ENDPOINT_URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=MOTO_PORT, verbose=False)
+    server.start()
+    yield os.environ["AWS_ENDPOINT_URL"]
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    from loader.config import Settings
+    from loader.session import build_session
+
+    base = tmp_path_factory.mktemp("spark")
+    settings = Settings(
+        master="local[2]",
+        conf={
+            "spark.sql.shuffle.partitions": "2",
+            "spark.default.parallelism": "2",
+            "spark.ui.enabled": "false",
+            "spark.sql.warehouse.dir": str(base / "warehouse"),
+            "spark.hadoop.javax.jdo.option.ConnectionURL": (
+                f"jdbc:derby:;databaseName={base}/metastore_db;create=true"
+            ),
+            "spark.driver.extraJavaOptions": f"-Dderby.system.home={base}",
+        },
+    )
+    session = build_session(settings, "tsa-tests")
+    yield session
+    session.stop()
