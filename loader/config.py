@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from loader.errors import ConfigError
+from loader.errors import ConfigError, TsaError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,7 +39,10 @@ def read_config_text(path: str) -> str:
     from loader.s3util import is_s3, read_s3_bytes
 
     if is_s3(path):
-        return read_s3_bytes(path).decode("utf-8")
+        try:
+            return read_s3_bytes(path).decode("utf-8")
+        except TsaError as exc:
+            raise ConfigError(f"config file {exc}") from exc
     try:
         return Path(path).read_text(encoding="utf-8")
     except OSError as exc:

@@ -99,12 +99,20 @@ class World:
             people.append({
                 "kind": "role", "name": role, "country": country, "weight": 4.0,
                 "ips": self.rng.sample(OFFICE_IPS[country], 2), "principal_id": self._key("AROA"),
+                "sessions": self._sessions(role.lower()),
             })
-        people.append({"kind": "service", "name": "config.amazonaws.com", "weight": 2.0})
-        people.append({"kind": "internal", "name": "AWS Internal", "weight": 1.5})
+        people.append({"kind": "service", "name": "config.amazonaws.com", "weight": 2.0,
+                       "sessions": self._sessions("AWSConfig-Describe")})
+        people.append({"kind": "internal", "name": "AWS Internal", "weight": 1.5,
+                       "sessions": self._sessions("aws-internal", 2)})
         people.append({"kind": "root", "name": "root", "country": "US", "weight": 0.05,
-                       "ips": OFFICE_IPS["US"][:1]})
+                       "ips": OFFICE_IPS["US"][:1], "sessions": self._sessions("root", 2)})
         return people
+
+    def _sessions(self, prefix: str, count: int = 3) -> list[tuple[str, str]]:
+        """A few long-lived sessions (name, temporary ASIA key), as role sessions are in life."""
+        return [(f"{prefix}-{self.rng.randint(1000, 9999)}", self._key("ASIA"))
+                for _ in range(count)]
 
     def uuid(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
@@ -128,15 +136,15 @@ def _user_identity(world: World, account: str, who: dict[str, Any], at: str) -> 
     if kind == "root":
         return {
             "type": "Root", "principalId": account, "arn": f"arn:aws:iam::{account}:root",
-            "accountId": account, "accessKeyId": world._key("ASIA"),
+            "accountId": account, "accessKeyId": world.rng.choice(who["sessions"])[1],
             "sessionContext": {"attributes": {"creationDate": at, "mfaAuthenticated": "true"}},
         }
-    session = who["name"].lower() + "-" + str(world.rng.randint(1000, 9999))
+    session, temporary_key = world.rng.choice(who["sessions"])
     role = who["name"] if kind == "role" else "AWSServiceRoleForConfig"
     identity = {
         "type": "AssumedRole", "principalId": f"{who.get('principal_id', 'AROAEXAMPLE')}:{session}",
         "arn": f"arn:aws:sts::{account}:assumed-role/{role}/{session}", "accountId": account,
-        "accessKeyId": world._key("ASIA"),
+        "accessKeyId": temporary_key,
         "sessionContext": {
             "sessionIssuer": {"type": "Role", "principalId": who.get("principal_id", "AROAEX"),
                               "arn": f"arn:aws:iam::{account}:role/{role}", "accountId": account,
