@@ -53,9 +53,13 @@ def run_demo(settings: Settings, out: str = "sample", events: int = 20_000) -> i
         print(f"\n## {path.name}\n")
         print(format_table(df.columns, rows[:SHOWN_ROWS]))
         if len(rows) > SHOWN_ROWS:
-            print(f"(first {SHOWN_ROWS} rows; run `spark-sql --database {settings.database} "
-                  f"-f sql/queries/{path.name}` for all)")
-    print(f"\nTables are in the {settings.database} database of ./metastore_db; try:\n"
-          f"  spark-sql --database {settings.database} -e 'SELECT eventName, count(*) "
-          "FROM cloudtrail GROUP BY 1 ORDER BY 2 DESC LIMIT 10'")
+            print(
+                f"(first {SHOWN_ROWS} rows; run `spark-sql --database {settings.database} "
+                f"-f sql/queries/{path.name}` for all)"
+            )
+    print(
+        f"\nTables are in the {settings.database} database of ./metastore_db; try:\n"
+        f"  spark-sql --database {settings.database} -e 'SELECT eventName, count(*) "
+        "FROM cloudtrail GROUP BY 1 ORDER BY 2 DESC LIMIT 10'"
+    )
     return 0

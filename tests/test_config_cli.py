@@ -72,7 +72,8 @@ def test_help_is_fast_and_starts_no_jvm():
         "for sub in ['create-hive-table', 'generate-sample', 'demo']:\n"
         "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
         "        main([sub, '--help'])\n"
-        "heavy = [m for m in ('pyspark', 'py4j', 'boto3', 'pandas', 'geoip2') if m in sys.modules]\n"
+        "heavy = [m for m in ('pyspark', 'py4j', 'boto3', 'pandas', 'geoip2')\n"
+        "         if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
     start = time.monotonic()
@@ -108,7 +109,9 @@ def test_missing_java_is_one_clear_line(tmp_path):
     env = {"PATH": str(tmp_path), "JAVA_HOME": str(tmp_path / "nojava"), "HOME": str(tmp_path)}
     proc = subprocess.run(
         [sys.executable, "-m", "loader", "create-hive-table", "--source", str(tmp_path)],
-        capture_output=True, text=True, env=env,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("error: no Java found (needed by Spark): install a Java")

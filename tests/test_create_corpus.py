@@ -99,7 +99,7 @@ def test_real_world_quirks_are_typed(spark, corpus_tables):
     assert types["readOnly"] == "boolean"
     assert types["eventTime"] == "timestamp"
     assert types["requestParameters"] == "string"
-    string_bools = df.where("raw_json RLIKE '\"readOnly\": *\"(?i)(true|false)\"'")
+    string_bools = df.where('raw_json RLIKE \'"readOnly": *"(?i)(true|false)"\'')
     assert string_bools.count() > 0
     assert string_bools.where("readOnly IS NULL").count() == 0
 

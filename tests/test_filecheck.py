@@ -67,6 +67,6 @@ def test_every_corpus_file_agrees_with_the_json_module():
             assert result.status == QUARANTINED, path
             assert path.name == "SerializerTestFileBadJsonFormat.json"
         else:
-            assert (result.status, result.events, result.insight_events) == (
-                LOADED, *expected
-            ), path
+            assert (result.status, result.events, result.insight_events) == (LOADED, *expected), (
+                path
+            )

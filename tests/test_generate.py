@@ -31,8 +31,9 @@ def read_all(root: Path) -> dict[str, list[dict]]:
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
     root = tmp_path_factory.mktemp("sample")
-    summary = write_sample(str(root), SampleSpec(events=4000, days=4, accounts=3, seed=11,
-                                                 events_per_file=300))
+    summary = write_sample(
+        str(root), SampleSpec(events=4000, days=4, accounts=3, seed=11, events_per_file=300)
+    )
     return root, summary, read_all(root)
 
 

@@ -22,7 +22,9 @@ def test_standard_layout_at_any_prefix(prefix):
 
 
 def test_organization_trail():
-    placed = place(f"s3://b/AWSLogs/o-exampleorgid/123456789012/CloudTrail/eu-west-1/2023/12/31/{NAME}")
+    placed = place(
+        f"s3://b/AWSLogs/o-exampleorgid/123456789012/CloudTrail/eu-west-1/2023/12/31/{NAME}"
+    )
     assert placed.org_id == "o-exampleorgid"
     assert placed.partition == ("123456789012", "eu-west-1", "2023-12-31")
 

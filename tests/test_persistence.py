@@ -29,15 +29,52 @@ def run(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedP
 
 def test_cli_tables_persist_across_processes_and_spark_sql(tmp_path):
     logs = tmp_path / "logs"
-    run([sys.executable, "-m", "loader", "generate-sample", "--out", str(logs), "--events",
-         "3000", "--days", "2", "--seed", "3"], cwd=tmp_path)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "loader",
+            "generate-sample",
+            "--out",
+            str(logs),
+            "--events",
+            "3000",
+            "--days",
+            "2",
+            "--seed",
+            "3",
+        ],
+        cwd=tmp_path,
+    )
     work = tmp_path / "work"
     work.mkdir()
-    created = run([sys.executable, "-m", "loader", "create-hive-table", "--source", str(logs),
-                   "--master", "local[2]", "--conf", "spark.sql.shuffle.partitions=2"], cwd=work)
+    created = run(
+        [
+            sys.executable,
+            "-m",
+            "loader",
+            "create-hive-table",
+            "--source",
+            str(logs),
+            "--master",
+            "local[2]",
+            "--conf",
+            "spark.sql.shuffle.partitions=2",
+        ],
+        cwd=work,
+    )
     assert "events in new files: 3,000" in created.stdout
     assert (work / "metastore_db").is_dir() and (work / "spark-warehouse").is_dir()
 
-    sql = run([spark_bin("spark-sql"), "--master", "local[1]", "-S", "-e",
-               "SELECT count(*), count(DISTINCT account) FROM security.cloudtrail;"], cwd=work)
+    sql = run(
+        [
+            spark_bin("spark-sql"),
+            "--master",
+            "local[1]",
+            "-S",
+            "-e",
+            "SELECT count(*), count(DISTINCT account) FROM security.cloudtrail;",
+        ],
+        cwd=work,
+    )
     assert sql.stdout.split() == ["3000", "2"]

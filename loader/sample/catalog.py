@@ -55,8 +55,10 @@ def _kms(rng, account, region):
 
 
 def _parameter(rng, account, region):
-    return {"name": rng.choice(["/app/db/host", "/app/feature-flags", "/ci/token"]),
-            "withDecryption": rng.random() < 0.5}
+    return {
+        "name": rng.choice(["/app/db/host", "/app/feature-flags", "/ci/token"]),
+        "withDecryption": rng.random() < 0.5,
+    }
 
 
 def _secret(rng, account, region):
@@ -64,14 +66,17 @@ def _secret(rng, account, region):
 
 
 def _log_stream(rng, account, region):
-    return {"logGroupName": f"/aws/lambda/{rng.choice(['ingest', 'resize', 'notify'])}",
-            "logStreamName": f"2024/03/01/[$LATEST]{rng.getrandbits(128):032x}"}
+    return {
+        "logGroupName": f"/aws/lambda/{rng.choice(['ingest', 'resize', 'notify'])}",
+        "logStreamName": f"2024/03/01/[$LATEST]{rng.getrandbits(128):032x}",
+    }
 
 
 def _run_instances(rng, account, region):
     return {
-        "instancesSet": {"items": [{"imageId": f"ami-{rng.getrandbits(64):016x}",
-                                    "minCount": 1, "maxCount": 1}]},
+        "instancesSet": {
+            "items": [{"imageId": f"ami-{rng.getrandbits(64):016x}", "minCount": 1, "maxCount": 1}]
+        },
         "instanceType": rng.choice(["t3.micro", "t3.large", "m5.xlarge"]),
         "disableApiTermination": False,
     }
@@ -82,21 +87,25 @@ def _run_instances_response(rng, account, region):
 
 
 def _assume_role(rng, account, region):
-    return {"roleArn": f"arn:aws:iam::{account}:role/deploy", "roleSessionName": "ci",
-            "durationSeconds": 3600}
+    return {
+        "roleArn": f"arn:aws:iam::{account}:role/deploy",
+        "roleSessionName": "ci",
+        "durationSeconds": 3600,
+    }
 
 
 def _put_metric(rng, account, region):
-    return {"namespace": "App", "metricData": [{"metricName": "Latency",
-                                                 "value": round(rng.random() * 300, 3)}]}
+    return {
+        "namespace": "App",
+        "metricData": [{"metricName": "Latency", "value": round(rng.random() * 300, 3)}],
+    }
 
 
 API_MIX: tuple[Api, ...] = (
     Api("ec2.amazonaws.com", "DescribeInstances", True, 14, _describe_instances),
     Api("ec2.amazonaws.com", "DescribeSecurityGroups", True, 6),
     Api("ec2.amazonaws.com", "DescribeVolumes", True, 4),
-    Api("ec2.amazonaws.com", "RunInstances", False, 0.6, _run_instances,
-        _run_instances_response),
+    Api("ec2.amazonaws.com", "RunInstances", False, 0.6, _run_instances, _run_instances_response),
     Api("s3.amazonaws.com", "ListBuckets", True, 5, lambda r, a, g: {"Host": "s3.amazonaws.com"}),
     Api("s3.amazonaws.com", "GetBucketAcl", True, 3, _bucket_only),
     Api("s3.amazonaws.com", "GetObject", True, 12, _get_object, data_event=True),

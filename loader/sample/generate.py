@@ -39,8 +39,16 @@ ATTACKER_IPS = ["175.16.199.21", "175.16.199.88"]  # CN in the test databases
 TOR_EXIT_IP = "171.25.193.25"  # a long-lived Tor exit node, in every published list
 ATTACK_USER = "dave"
 ATTACK_NEW_USER = "backup-admin"
-USERS = (("alice", "US"), ("bob", "GB"), ("carol", "SE"), ("dave", "US"), ("erin", "GB"),
-         ("frank", "US"), ("grace", "SE"), ("ci-deployer", "US"))
+USERS = (
+    ("alice", "US"),
+    ("bob", "GB"),
+    ("carol", "SE"),
+    ("dave", "US"),
+    ("erin", "GB"),
+    ("frank", "US"),
+    ("grace", "SE"),
+    ("ci-deployer", "US"),
+)
 ROLES = ("Admin", "ReadOnly", "deploy", "lambda-ingest")
 DEFAULT_END = "2024-03-31"
 
@@ -89,30 +97,63 @@ class World:
     def _identities(self, account: str) -> list[dict[str, Any]]:
         people = []
         for name, country in USERS:
-            people.append({
-                "kind": "user", "name": name, "country": country, "weight": 3.0,
-                "ips": self.rng.sample(OFFICE_IPS[country], 2),
-                "principal_id": self._key("AIDA"), "keys": [self._key("AKIA")],
-            })
+            people.append(
+                {
+                    "kind": "user",
+                    "name": name,
+                    "country": country,
+                    "weight": 3.0,
+                    "ips": self.rng.sample(OFFICE_IPS[country], 2),
+                    "principal_id": self._key("AIDA"),
+                    "keys": [self._key("AKIA")],
+                }
+            )
         for role in ROLES:
             country = self.rng.choice(list(OFFICE_IPS))
-            people.append({
-                "kind": "role", "name": role, "country": country, "weight": 4.0,
-                "ips": self.rng.sample(OFFICE_IPS[country], 2), "principal_id": self._key("AROA"),
-                "sessions": self._sessions(role.lower()),
-            })
-        people.append({"kind": "service", "name": "config.amazonaws.com", "weight": 2.0,
-                       "sessions": self._sessions("AWSConfig-Describe")})
-        people.append({"kind": "internal", "name": "AWS Internal", "weight": 1.5,
-                       "sessions": self._sessions("aws-internal", 2)})
-        people.append({"kind": "root", "name": "root", "country": "US", "weight": 0.05,
-                       "ips": OFFICE_IPS["US"][:1], "sessions": self._sessions("root", 2)})
+            people.append(
+                {
+                    "kind": "role",
+                    "name": role,
+                    "country": country,
+                    "weight": 4.0,
+                    "ips": self.rng.sample(OFFICE_IPS[country], 2),
+                    "principal_id": self._key("AROA"),
+                    "sessions": self._sessions(role.lower()),
+                }
+            )
+        people.append(
+            {
+                "kind": "service",
+                "name": "config.amazonaws.com",
+                "weight": 2.0,
+                "sessions": self._sessions("AWSConfig-Describe"),
+            }
+        )
+        people.append(
+            {
+                "kind": "internal",
+                "name": "AWS Internal",
+                "weight": 1.5,
+                "sessions": self._sessions("aws-internal", 2),
+            }
+        )
+        people.append(
+            {
+                "kind": "root",
+                "name": "root",
+                "country": "US",
+                "weight": 0.05,
+                "ips": OFFICE_IPS["US"][:1],
+                "sessions": self._sessions("root", 2),
+            }
+        )
         return people
 
     def _sessions(self, prefix: str, count: int = 3) -> list[tuple[str, str]]:
         """A few long-lived sessions (name, temporary ASIA key), as role sessions are in life."""
-        return [(f"{prefix}-{self.rng.randint(1000, 9999)}", self._key("ASIA"))
-                for _ in range(count)]
+        return [
+            (f"{prefix}-{self.rng.randint(1000, 9999)}", self._key("ASIA")) for _ in range(count)
+        ]
 
     def uuid(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
@@ -129,26 +170,38 @@ def _user_identity(world: World, account: str, who: dict[str, Any], at: str) -> 
     kind = who["kind"]
     if kind == "user":
         return {
-            "type": "IAMUser", "principalId": who["principal_id"],
-            "arn": f"arn:aws:iam::{account}:user/{who['name']}", "accountId": account,
-            "accessKeyId": who["keys"][0], "userName": who["name"],
+            "type": "IAMUser",
+            "principalId": who["principal_id"],
+            "arn": f"arn:aws:iam::{account}:user/{who['name']}",
+            "accountId": account,
+            "accessKeyId": who["keys"][0],
+            "userName": who["name"],
         }
     if kind == "root":
         return {
-            "type": "Root", "principalId": account, "arn": f"arn:aws:iam::{account}:root",
-            "accountId": account, "accessKeyId": world.rng.choice(who["sessions"])[1],
+            "type": "Root",
+            "principalId": account,
+            "arn": f"arn:aws:iam::{account}:root",
+            "accountId": account,
+            "accessKeyId": world.rng.choice(who["sessions"])[1],
             "sessionContext": {"attributes": {"creationDate": at, "mfaAuthenticated": "true"}},
         }
     session, temporary_key = world.rng.choice(who["sessions"])
     role = who["name"] if kind == "role" else "AWSServiceRoleForConfig"
     identity = {
-        "type": "AssumedRole", "principalId": f"{who.get('principal_id', 'AROAEXAMPLE')}:{session}",
-        "arn": f"arn:aws:sts::{account}:assumed-role/{role}/{session}", "accountId": account,
+        "type": "AssumedRole",
+        "principalId": f"{who.get('principal_id', 'AROAEXAMPLE')}:{session}",
+        "arn": f"arn:aws:sts::{account}:assumed-role/{role}/{session}",
+        "accountId": account,
         "accessKeyId": temporary_key,
         "sessionContext": {
-            "sessionIssuer": {"type": "Role", "principalId": who.get("principal_id", "AROAEX"),
-                              "arn": f"arn:aws:iam::{account}:role/{role}", "accountId": account,
-                              "userName": role},
+            "sessionIssuer": {
+                "type": "Role",
+                "principalId": who.get("principal_id", "AROAEX"),
+                "arn": f"arn:aws:iam::{account}:role/{role}",
+                "accountId": account,
+                "userName": role,
+            },
             "attributes": {"creationDate": at, "mfaAuthenticated": "false"},
         },
     }
@@ -157,8 +210,17 @@ def _user_identity(world: World, account: str, who: dict[str, Any], at: str) -> 
     return identity
 
 
-def _event(world: World, account: str, region: str, who: dict[str, Any], at: str,
-           api_source: str, api_name: str, read_only: bool, **extra: Any) -> dict[str, Any]:
+def _event(
+    world: World,
+    account: str,
+    region: str,
+    who: dict[str, Any],
+    at: str,
+    api_source: str,
+    api_name: str,
+    read_only: bool,
+    **extra: Any,
+) -> dict[str, Any]:
     rng = world.rng
     kind = who["kind"]
     if kind == "service":
@@ -186,9 +248,13 @@ def _event(world: World, account: str, region: str, who: dict[str, Any], at: str
         "managementEvent": True,
         "recipientAccountId": account,
         "eventCategory": "Management",
-        "tlsDetails": {"tlsVersion": "TLSv1.3", "cipherSuite": "TLS_AES_128_GCM_SHA256",
-                       "clientProvidedHostHeader": api_source.replace(".amazonaws.com",
-                                                                      f".{region}.amazonaws.com")},
+        "tlsDetails": {
+            "tlsVersion": "TLSv1.3",
+            "cipherSuite": "TLS_AES_128_GCM_SHA256",
+            "clientProvidedHostHeader": api_source.replace(
+                ".amazonaws.com", f".{region}.amazonaws.com"
+            ),
+        },
     }
     event.update(extra)
     return event
@@ -203,8 +269,14 @@ def _normal_event(world: World, account: str, day: dt.date) -> dict[str, Any]:
     at = _time(day, min(max(seconds, 0), 86399))
     region = rng.choices(REGIONS, weights=REGION_WEIGHTS)[0]
     if who["kind"] in ("user", "root") and rng.random() < 0.02:
-        return _console_login(world, account, who, at, mfa=who["kind"] == "root" or
-                              rng.random() < 0.85, success=rng.random() < 0.93)
+        return _console_login(
+            world,
+            account,
+            who,
+            at,
+            mfa=who["kind"] == "root" or rng.random() < 0.85,
+            success=rng.random() < 0.93,
+        )
     api = rng.choices(API_MIX, weights=API_WEIGHTS)[0]
     extra: dict[str, Any] = {}
     if api.params:
@@ -212,24 +284,55 @@ def _normal_event(world: World, account: str, day: dt.date) -> dict[str, Any]:
     if api.response:
         extra["responseElements"] = api.response(rng, account, region)
     if api.data_event:
-        extra.update(managementEvent=False, eventCategory="Data",
-                     resources=[{"type": "AWS::S3::Object", "ARN": "arn:aws:s3:::"
-                                 + extra["requestParameters"]["bucketName"] + "/"
-                                 + extra["requestParameters"]["key"]}])
+        extra.update(
+            managementEvent=False,
+            eventCategory="Data",
+            resources=[
+                {
+                    "type": "AWS::S3::Object",
+                    "ARN": "arn:aws:s3:::"
+                    + extra["requestParameters"]["bucketName"]
+                    + "/"
+                    + extra["requestParameters"]["key"],
+                }
+            ],
+        )
     if who["kind"] in ("user", "role") and rng.random() < 0.03:
-        extra.update(errorCode="AccessDenied", errorMessage=(
-            f"User is not authorized to perform: {api.source.split('.')[0]}:{api.name}"),
-            responseElements=None)
+        extra.update(
+            errorCode="AccessDenied",
+            errorMessage=(
+                f"User is not authorized to perform: {api.source.split('.')[0]}:{api.name}"
+            ),
+            responseElements=None,
+        )
     return _event(world, account, region, who, at, api.source, api.name, api.read_only, **extra)
 
 
-def _console_login(world: World, account: str, who: dict[str, Any], at: str, mfa: bool,
-                   success: bool, source_ip: str | None = None) -> dict[str, Any]:
+def _console_login(
+    world: World,
+    account: str,
+    who: dict[str, Any],
+    at: str,
+    mfa: bool,
+    success: bool,
+    source_ip: str | None = None,
+) -> dict[str, Any]:
     event = _event(
-        world, account, "us-east-1", who, at, "signin.amazonaws.com", "ConsoleLogin", False,
-        eventType="AwsConsoleSignIn", userAgent=CONSOLE_AGENT,
-        additionalEventData={"LoginTo": "https://console.aws.amazon.com/console/home",
-                             "MobileVersion": "No", "MFAUsed": "Yes" if mfa else "No"},
+        world,
+        account,
+        "us-east-1",
+        who,
+        at,
+        "signin.amazonaws.com",
+        "ConsoleLogin",
+        False,
+        eventType="AwsConsoleSignIn",
+        userAgent=CONSOLE_AGENT,
+        additionalEventData={
+            "LoginTo": "https://console.aws.amazon.com/console/home",
+            "MobileVersion": "No",
+            "MFAUsed": "Yes" if mfa else "No",
+        },
         responseElements={"ConsoleLogin": "Success" if success else "Failure"},
     )
     event["userIdentity"].pop("accessKeyId", None)
@@ -252,46 +355,133 @@ def _attack(world: World, account: str, day: dt.date) -> list[dict[str, Any]]:
         return _time(day, 2 * 3600 + minute * 60 + second)
 
     from_china = {**dave, "ips": ATTACKER_IPS}
-    for i, (source, name, ro) in enumerate([
-        ("sts.amazonaws.com", "GetCallerIdentity", True),
-        ("s3.amazonaws.com", "ListBuckets", True),
-        ("ec2.amazonaws.com", "DescribeInstances", True),
-        ("iam.amazonaws.com", "ListUsers", True),
-    ]):
-        events.append(_event(world, account, "us-east-1", from_china, at(1 + i), source, name, ro,
-                             userAgent="aws-cli/2.15.30 Python/3.11.8 Linux/6.1.0"))
+    for i, (source, name, ro) in enumerate(
+        [
+            ("sts.amazonaws.com", "GetCallerIdentity", True),
+            ("s3.amazonaws.com", "ListBuckets", True),
+            ("ec2.amazonaws.com", "DescribeInstances", True),
+            ("iam.amazonaws.com", "ListUsers", True),
+        ]
+    ):
+        events.append(
+            _event(
+                world,
+                account,
+                "us-east-1",
+                from_china,
+                at(1 + i),
+                source,
+                name,
+                ro,
+                userAgent="aws-cli/2.15.30 Python/3.11.8 Linux/6.1.0",
+            )
+        )
     from_tor = {**dave, "ips": [TOR_EXIT_IP]}
-    events.append(_event(world, account, "us-east-1", from_tor, at(10), "iam.amazonaws.com",
-                         "ListAccessKeys", True, userAgent="aws-cli/2.15.30"))
+    events.append(
+        _event(
+            world,
+            account,
+            "us-east-1",
+            from_tor,
+            at(10),
+            "iam.amazonaws.com",
+            "ListAccessKeys",
+            True,
+            userAgent="aws-cli/2.15.30",
+        )
+    )
     root_tor = {**root, "ips": [TOR_EXIT_IP]}
-    events.append(_console_login(world, account, root_tor, at(15), mfa=False, success=True,
-                                 source_ip=TOR_EXIT_IP))
+    events.append(
+        _console_login(
+            world, account, root_tor, at(15), mfa=False, success=True, source_ip=TOR_EXIT_IP
+        )
+    )
     trail = f"arn:aws:cloudtrail:us-east-1:{account}:trail/management-events"
-    stop = _event(world, account, "us-east-1", root_tor, at(17), "cloudtrail.amazonaws.com",
-                  "StopLogging", False, requestParameters={"name": trail},
-                  userAgent=CONSOLE_AGENT)
+    stop = _event(
+        world,
+        account,
+        "us-east-1",
+        root_tor,
+        at(17),
+        "cloudtrail.amazonaws.com",
+        "StopLogging",
+        False,
+        requestParameters={"name": trail},
+        userAgent=CONSOLE_AGENT,
+    )
     stop["userIdentity"]["sessionContext"]["attributes"]["mfaAuthenticated"] = "false"
     events.append(stop)
-    events.append(_event(world, account, "us-east-1", from_tor, at(20), "iam.amazonaws.com",
-                         "CreateUser", False, requestParameters={"userName": ATTACK_NEW_USER},
-                         responseElements={"user": {
-                             "userName": ATTACK_NEW_USER, "path": "/",
-                             "arn": f"arn:aws:iam::{account}:user/{ATTACK_NEW_USER}",
-                             "userId": world._key("AIDA"), "createDate": at(20)}}))
+    events.append(
+        _event(
+            world,
+            account,
+            "us-east-1",
+            from_tor,
+            at(20),
+            "iam.amazonaws.com",
+            "CreateUser",
+            False,
+            requestParameters={"userName": ATTACK_NEW_USER},
+            responseElements={
+                "user": {
+                    "userName": ATTACK_NEW_USER,
+                    "path": "/",
+                    "arn": f"arn:aws:iam::{account}:user/{ATTACK_NEW_USER}",
+                    "userId": world._key("AIDA"),
+                    "createDate": at(20),
+                }
+            },
+        )
+    )
     new_key = world._key("AKIA")
-    events.append(_event(world, account, "us-east-1", from_tor, at(21), "iam.amazonaws.com",
-                         "CreateAccessKey", False,
-                         requestParameters={"userName": ATTACK_NEW_USER},
-                         responseElements={"accessKey": {
-                             "accessKeyId": new_key, "status": "Active",
-                             "userName": ATTACK_NEW_USER, "createDate": at(21)}}))
-    backdoor = {"kind": "user", "name": ATTACK_NEW_USER, "ips": [TOR_EXIT_IP],
-                "principal_id": world._key("AIDA"), "keys": [new_key]}
-    for i, (source, name) in enumerate([("sts.amazonaws.com", "GetCallerIdentity"),
-                                        ("s3.amazonaws.com", "ListBuckets"),
-                                        ("secretsmanager.amazonaws.com", "ListSecrets")]):
-        events.append(_event(world, account, "us-east-1", backdoor, at(30 + i), source, name,
-                             True, userAgent="aws-cli/2.15.30"))
+    events.append(
+        _event(
+            world,
+            account,
+            "us-east-1",
+            from_tor,
+            at(21),
+            "iam.amazonaws.com",
+            "CreateAccessKey",
+            False,
+            requestParameters={"userName": ATTACK_NEW_USER},
+            responseElements={
+                "accessKey": {
+                    "accessKeyId": new_key,
+                    "status": "Active",
+                    "userName": ATTACK_NEW_USER,
+                    "createDate": at(21),
+                }
+            },
+        )
+    )
+    backdoor = {
+        "kind": "user",
+        "name": ATTACK_NEW_USER,
+        "ips": [TOR_EXIT_IP],
+        "principal_id": world._key("AIDA"),
+        "keys": [new_key],
+    }
+    for i, (source, name) in enumerate(
+        [
+            ("sts.amazonaws.com", "GetCallerIdentity"),
+            ("s3.amazonaws.com", "ListBuckets"),
+            ("secretsmanager.amazonaws.com", "ListSecrets"),
+        ]
+    ):
+        events.append(
+            _event(
+                world,
+                account,
+                "us-east-1",
+                backdoor,
+                at(30 + i),
+                source,
+                name,
+                True,
+                userAgent="aws-cli/2.15.30",
+            )
+        )
     return events
 
 
@@ -318,12 +508,17 @@ def write_sample(out: str, spec: SampleSpec) -> SampleSummary:
         day = world.rng.choice(days)
         event = _normal_event(world, account, day)
         buckets[(account, event["awsRegion"], day)].append(event)
-    summary = SampleSummary(out=out, accounts=world.accounts,
-                            days=[d.isoformat() for d in days], attack_events=len(attack))
+    summary = SampleSummary(
+        out=out,
+        accounts=world.accounts,
+        days=[d.isoformat() for d in days],
+        attack_events=len(attack),
+    )
     for (account, region, day), events in sorted(buckets.items()):
         events.sort(key=lambda e: e["eventTime"])
-        folder = os.path.join(out, "AWSLogs", account, "CloudTrail", region,
-                              f"{day:%Y}", f"{day:%m}", f"{day:%d}")
+        folder = os.path.join(
+            out, "AWSLogs", account, "CloudTrail", region, f"{day:%Y}", f"{day:%m}", f"{day:%d}"
+        )
         os.makedirs(folder, exist_ok=True)
         for start in range(0, len(events), spec.events_per_file):
             chunk = events[start : start + spec.events_per_file]

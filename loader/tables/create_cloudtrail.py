@@ -106,9 +106,7 @@ def create_cloudtrail_tables(spark: SparkSession, source: str, database: str) ->
             ddl.create_files_table(db),
         ],
     )
-    known = {
-        table: partition_locations(spark, db, table) for table in RAW_TABLE_BY_KIND.values()
-    }
+    known = {table: partition_locations(spark, db, table) for table in RAW_TABLE_BY_KIND.values()}
     listing = _list_source(root, known)
     if listing.listed and not listing.rows:
         raise LoaderError(
