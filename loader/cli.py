@@ -91,10 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _create_hive_table(args: argparse.Namespace, settings: Settings) -> int:
     from loader.errors import ConfigError
     from loader.session import build_session
+    from loader.sources.listing import normalize_source
     from loader.tables.create_cloudtrail import create_cloudtrail_tables
 
     if not settings.source:
         raise ConfigError("create-hive-table needs --source (or 'source' in the config file)")
+    normalize_source(settings.source)  # a typo fails now, not after Spark has started
     spark = build_session(settings, "tsa create-hive-table")
     report = create_cloudtrail_tables(spark, settings.source, settings.database)
     print(report.render())

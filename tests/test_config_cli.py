@@ -83,13 +83,18 @@ def test_help_is_fast_and_starts_no_jvm():
     assert elapsed < 1.0
 
 
-def test_cli_errors_are_one_line(capsys, tmp_path):
+def test_cli_errors_are_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     assert main(["create-hive-table", "--database", "x"]) == 1
     err = capsys.readouterr().err
     assert err.strip() == (
         "error: create-hive-table needs --source (or 'source' in the config file)"
     )
+    start = time.monotonic()
     assert main(["create-hive-table", "--source", str(tmp_path / "nope")]) == 1
+    assert "nope: no such directory" in capsys.readouterr().err
+    assert time.monotonic() - start < 2  # refused before any JVM starts
+    assert not (tmp_path / "metastore_db").exists()
 
 
 @pytest.mark.parametrize(
