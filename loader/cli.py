@@ -61,14 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write deterministic, realistic CloudTrail log files in the real S3 layout "
         "and file naming. See the README for the attack story injected on the last day.",
     )
-    sample.add_argument("--out", required=True, help="folder to write AWSLogs/... into")
-    sample.add_argument("--events", type=int, default=20_000, help="events in all (20000)")
-    sample.add_argument("--days", type=int, default=7, help="days of history (7)")
-    sample.add_argument("--accounts", type=int, default=2, help="AWS accounts (2)")
-    sample.add_argument("--seed", type=int, default=7, help="random seed (7)")
-    sample.add_argument(
-        "--events-per-file", type=int, default=2_500, help="events per log file at most (2500)"
-    )
+    sample.add_argument("--out", help="folder to write AWSLogs/... into (required)")
+    sample.add_argument("--events", type=int, help="events in all (20000)")
+    sample.add_argument("--days", type=int, help="days of history (7)")
+    sample.add_argument("--accounts", type=int, help="AWS accounts (2)")
+    sample.add_argument("--seed", type=int, help="random seed (7)")
+    sample.add_argument("--events-per-file", type=int, help="events per log file at most (2500)")
     sample.add_argument("--end-date", help="last day, YYYY-MM-DD (default: 2024-03-31)")
     _common_options(sample)
     sample.set_defaults(handler=_generate_sample)
@@ -79,9 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Generate a sample into ./sample, create the tables in the current "
         "directory's metastore and print the result of every query in sql/queries/.",
     )
-    demo.add_argument("--events", type=int, default=20_000, help="events to generate (20000)")
+    demo.add_argument("--events", type=int, help="events to generate (20000)")
     demo.add_argument("--database", help="database (default: security)")
-    demo.add_argument("--out", default="sample", help="folder for the sample logs (./sample)")
+    demo.add_argument("--out", help="folder for the sample logs (./sample)")
     _common_options(demo)
     _spark_options(demo)
     demo.set_defaults(handler=_demo)
@@ -104,17 +102,23 @@ def _create_hive_table(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _generate_sample(args: argparse.Namespace, settings: Settings) -> int:
+    from loader.errors import ConfigError
     from loader.sample.generate import SampleSpec, write_sample
 
+    if not settings.out:
+        raise ConfigError("generate-sample needs --out (or 'out' in the config file)")
     spec = SampleSpec(
-        events=args.events,
-        days=args.days,
-        accounts=args.accounts,
-        seed=args.seed,
-        events_per_file=args.events_per_file,
-        end_date=args.end_date,
+        events=settings.events,
+        days=settings.days,
+        accounts=settings.accounts,
+        seed=settings.seed,
+        events_per_file=settings.events_per_file,
+        end_date=settings.end_date,
     )
-    summary = write_sample(args.out, spec)
+    try:
+        summary = write_sample(settings.out, spec)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     print(summary.render())
     return 0
 
@@ -122,7 +126,7 @@ def _generate_sample(args: argparse.Namespace, settings: Settings) -> int:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from loader.demo import run_demo
 
-    return run_demo(settings, out=args.out, events=args.events)
+    return run_demo(settings, out=settings.out or "sample", events=settings.events)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,10 +29,26 @@ class Settings:
     database: str = "security"
     source: str | None = None
     debug: bool = False
+    # generate-sample and demo
+    out: str | None = None
+    events: int = 20_000
+    days: int = 7
+    accounts: int = 2
+    seed: int = 7
+    events_per_file: int = 2_500
+    end_date: str | None = None
 
 
 def known_keys() -> list[str]:
     return [f.name for f in fields(Settings)]
+
+
+def _expected_type(key: str) -> type:
+    annotation = str(next(f.type for f in fields(Settings) if f.name == key))
+    for name, kind in (("dict", dict), ("bool", bool), ("int", int)):
+        if annotation.startswith(name):
+            return kind
+    return str
 
 
 def read_config_text(path: str) -> str:
@@ -67,10 +83,15 @@ def parse_config(text: str, origin: str) -> dict[str, Any]:
                 problems.append(f"{origin}: 'conf' must be a table of Spark settings")
             else:
                 data[key] = {str(k): _conf_value(v) for k, v in value.items()}
-        elif key == "debug" and not isinstance(value, bool):
-            problems.append(f"{origin}: 'debug' must be true or false")
-        elif key != "debug" and not isinstance(value, str):
-            problems.append(f"{origin}: '{key}' must be a string, got {type(value).__name__}")
+        else:
+            expected = _expected_type(key)
+            # bool is an int in Python; a setting that wants a number must not take `true`
+            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                article = {"str": "a string", "int": "an integer", "bool": "true or false"}
+                problems.append(
+                    f"{origin}: '{key}' must be {article[expected.__name__]}, "
+                    f"got {type(value).__name__} {value!r}"
+                )
     if problems:
         raise ConfigError("; ".join(problems))
     return data

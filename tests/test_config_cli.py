@@ -34,12 +34,14 @@ def test_config_file_then_flags_override(tmp_path):
 
 def test_unknown_and_mistyped_keys_are_errors(tmp_path):
     config = tmp_path / "tsa.toml"
-    config.write_text('databse = "x"\nmaster = 3\n')
+    config.write_text('databse = "x"\nmaster = 3\nevents = true\ndays = "7"\n')
     with pytest.raises(ConfigError) as err:
         resolve(str(config), {})
     message = str(err.value)
     assert "unknown setting 'databse' (did you mean 'database'?)" in message
-    assert "'master' must be a string" in message
+    assert "'master' must be a string, got int 3" in message
+    assert "'events' must be an integer, got bool True" in message
+    assert "'days' must be an integer, got str '7'" in message
 
 
 def test_invalid_toml_names_the_file(tmp_path):
@@ -56,6 +58,15 @@ def test_config_from_s3(moto_server):
     assert resolve("s3://config-bucket/tsa.toml", {}).database == "from_s3"
     with pytest.raises(ConfigError, match="cannot read from S3"):
         resolve("s3://config-bucket/missing.toml", {})
+
+
+def test_sample_settings_come_from_the_config_file(tmp_path, capsys):
+    config = tmp_path / "tsa.toml"
+    config.write_text(f'out = "{tmp_path / "logs"}"\nevents = 120\ndays = 1\naccounts = 1\n')
+    assert main(["generate-sample", "--config", str(config), "--events", "90"]) == 0
+    assert "wrote 90 events" in capsys.readouterr().out
+    assert main(["generate-sample", "--out", str(tmp_path), "--end-date", "31/03/2024"]) == 1
+    assert "expected a day as YYYY-MM-DD" in capsys.readouterr().err
 
 
 def test_conf_pairs_need_an_equals_sign():

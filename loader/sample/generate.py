@@ -497,7 +497,10 @@ def write_sample(out: str, spec: SampleSpec) -> SampleSummary:
     if spec.events < 1 or spec.days < 1 or spec.accounts < 1 or spec.events_per_file < 1:
         raise ValueError("--events, --days, --accounts and --events-per-file must be positive")
     world = World(spec)
-    end = dt.date.fromisoformat(spec.end_date or DEFAULT_END)
+    try:
+        end = dt.date.fromisoformat(spec.end_date or DEFAULT_END)
+    except ValueError as exc:
+        raise ValueError(f"--end-date {spec.end_date!r}: expected a day as YYYY-MM-DD") from exc
     days = [end - dt.timedelta(days=spec.days - 1 - i) for i in range(spec.days)]
     buckets: dict[tuple[str, str, dt.date], list[dict[str, Any]]] = defaultdict(list)
     attack = _attack(world, world.accounts[0], days[-1])
