@@ -347,86 +347,66 @@ def _console_login(
 def _attack(world: World, account: str, day: dt.date) -> list[dict[str, Any]]:
     """The documented attack story, between 02:00 and 03:00 UTC on the last day."""
     people = {p["name"]: p for p in world.identities[account]}
-    dave = dict(people[ATTACK_USER])
-    root = dict(people["root"])
-    events = []
-
-    def at(minute: int, second: int = 0) -> str:
-        return _time(day, 2 * 3600 + minute * 60 + second)
-
+    dave, root = people[ATTACK_USER], people["root"]
     from_china = {**dave, "ips": ATTACKER_IPS}
-    for i, (source, name, ro) in enumerate(
-        [
-            ("sts.amazonaws.com", "GetCallerIdentity", True),
-            ("s3.amazonaws.com", "ListBuckets", True),
-            ("ec2.amazonaws.com", "DescribeInstances", True),
-            ("iam.amazonaws.com", "ListUsers", True),
-        ]
-    ):
-        events.append(
-            _event(
-                world,
-                account,
-                "us-east-1",
-                from_china,
-                at(1 + i),
-                source,
-                name,
-                ro,
-                userAgent="aws-cli/2.15.30 Python/3.11.8 Linux/6.1.0",
-            )
-        )
     from_tor = {**dave, "ips": [TOR_EXIT_IP]}
-    events.append(
-        _event(
+    root_tor = {**root, "ips": [TOR_EXIT_IP]}
+    cli = "aws-cli/2.15.30 Python/3.11.8 Linux/6.1.0"
+
+    def at(minute: int) -> str:
+        return _time(day, 2 * 3600 + minute * 60)
+
+    def call(who: dict[str, Any], minute: int, api: str, read_only: bool, **extra: Any):
+        service, name = api.split(":")
+        extra.setdefault("userAgent", cli)
+        return _event(
             world,
             account,
             "us-east-1",
-            from_tor,
-            at(10),
-            "iam.amazonaws.com",
-            "ListAccessKeys",
-            True,
-            userAgent="aws-cli/2.15.30",
+            who,
+            at(minute),
+            f"{service}.amazonaws.com",
+            name,
+            read_only,
+            **extra,
         )
-    )
-    root_tor = {**root, "ips": [TOR_EXIT_IP]}
+
+    events = [
+        call(from_china, 1 + i, api, True)
+        for i, api in enumerate(
+            ["sts:GetCallerIdentity", "s3:ListBuckets", "ec2:DescribeInstances", "iam:ListUsers"]
+        )
+    ]
+    events.append(call(from_tor, 10, "iam:ListAccessKeys", True))
     events.append(
         _console_login(
             world, account, root_tor, at(15), mfa=False, success=True, source_ip=TOR_EXIT_IP
         )
     )
     trail = f"arn:aws:cloudtrail:us-east-1:{account}:trail/management-events"
-    stop = _event(
-        world,
-        account,
-        "us-east-1",
+    stop = call(
         root_tor,
-        at(17),
-        "cloudtrail.amazonaws.com",
-        "StopLogging",
+        17,
+        "cloudtrail:StopLogging",
         False,
         requestParameters={"name": trail},
         userAgent=CONSOLE_AGENT,
     )
     stop["userIdentity"]["sessionContext"]["attributes"]["mfaAuthenticated"] = "false"
     events.append(stop)
+    new_user_arn = f"arn:aws:iam::{account}:user/{ATTACK_NEW_USER}"
     events.append(
-        _event(
-            world,
-            account,
-            "us-east-1",
+        call(
             from_tor,
-            at(20),
-            "iam.amazonaws.com",
-            "CreateUser",
+            20,
+            "iam:CreateUser",
             False,
             requestParameters={"userName": ATTACK_NEW_USER},
             responseElements={
                 "user": {
                     "userName": ATTACK_NEW_USER,
                     "path": "/",
-                    "arn": f"arn:aws:iam::{account}:user/{ATTACK_NEW_USER}",
+                    "arn": new_user_arn,
                     "userId": world._key("AIDA"),
                     "createDate": at(20),
                 }
@@ -435,14 +415,10 @@ def _attack(world: World, account: str, day: dt.date) -> list[dict[str, Any]]:
     )
     new_key = world._key("AKIA")
     events.append(
-        _event(
-            world,
-            account,
-            "us-east-1",
+        call(
             from_tor,
-            at(21),
-            "iam.amazonaws.com",
-            "CreateAccessKey",
+            21,
+            "iam:CreateAccessKey",
             False,
             requestParameters={"userName": ATTACK_NEW_USER},
             responseElements={
@@ -462,26 +438,12 @@ def _attack(world: World, account: str, day: dt.date) -> list[dict[str, Any]]:
         "principal_id": world._key("AIDA"),
         "keys": [new_key],
     }
-    for i, (source, name) in enumerate(
-        [
-            ("sts.amazonaws.com", "GetCallerIdentity"),
-            ("s3.amazonaws.com", "ListBuckets"),
-            ("secretsmanager.amazonaws.com", "ListSecrets"),
-        ]
-    ):
-        events.append(
-            _event(
-                world,
-                account,
-                "us-east-1",
-                backdoor,
-                at(30 + i),
-                source,
-                name,
-                True,
-                userAgent="aws-cli/2.15.30",
-            )
+    events += [
+        call(backdoor, 30 + i, api, True)
+        for i, api in enumerate(
+            ["sts:GetCallerIdentity", "s3:ListBuckets", "secretsmanager:ListSecrets"]
         )
+    ]
     return events
 
 
