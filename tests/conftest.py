@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Tests run tiny data: a JVM that skips the optimizing JIT starts and finishes ~30% sooner.
+FAST_START_JVM = "-XX:TieredStopAtLevel=1"
 
 
 def _free_port() -> int:
@@ -61,9 +63,21 @@ def spark(tmp_path_factory):
             "spark.hadoop.javax.jdo.option.ConnectionURL": (
                 f"jdbc:derby:;databaseName={base}/metastore_db;create=true"
             ),
-            "spark.driver.extraJavaOptions": f"-Dderby.system.home={base}",
+            "spark.driver.extraJavaOptions": f"-Dderby.system.home={base} {FAST_START_JVM}",
         },
     )
     session = build_session(settings, "tsa-tests")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def corpus_tables(spark, tmp_path_factory):
+    """The whole corpus laid out as in S3 and loaded once into database `corpus`."""
+    from loader.tables.create_cloudtrail import create_cloudtrail_tables
+    from tests.corpus import arrange_corpus
+
+    root = tmp_path_factory.mktemp("corpus_layout")
+    expected = arrange_corpus(root)
+    report = create_cloudtrail_tables(spark, str(root), "corpus")
+    return root, expected, report

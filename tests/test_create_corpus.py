@@ -4,18 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loader.tables.create_cloudtrail import create_cloudtrail_tables
-from tests.corpus import arrange_corpus
-
 pytestmark = pytest.mark.spark
-
-
-@pytest.fixture(scope="module")
-def corpus_tables(spark, tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus_layout")
-    expected = arrange_corpus(root)
-    report = create_cloudtrail_tables(spark, str(root), "corpus")
-    return root, expected, report
 
 
 def test_every_event_loads(spark, corpus_tables):

@@ -146,3 +146,19 @@ def test_two_folders_for_one_partition_are_reported(spark, tmp_path):
     assert len(report.quarantined_new) == 1
     path, reason = report.quarantined_new[0]
     assert "trail-b" in path and "already the folder" in reason and "trail-a" in reason
+
+
+def test_fixed_file_leaves_quarantine_on_next_run(spark, tmp_path):
+    folder = day_dir(tmp_path, "2024-05-07")
+    write_log(folder, "good", [event(1)])
+    broken = folder / f"{ACCOUNT}_CloudTrail_us-east-1_late.json.gz"
+    broken.write_bytes(gzip.compress(b'{"Records": [{"eventID": "x"'))
+    first = create_cloudtrail_tables(spark, str(tmp_path), "refixed")
+    assert [Path(p).name for p, _ in first.quarantined_new] == [broken.name]
+    assert spark.table("refixed.cloudtrail_quarantine").count() == 1
+
+    write_log(folder, "late", [event(2), event(3)])  # the complete upload replaces it
+    second = create_cloudtrail_tables(spark, str(tmp_path), "refixed")
+    assert second.files_new == 1 and second.events_new == 2 and second.quarantined_new == []
+    assert spark.table("refixed.cloudtrail_quarantine").count() == 0
+    assert spark.table("refixed.cloudtrail").count() == 3

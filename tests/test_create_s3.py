@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
@@ -32,8 +33,13 @@ def bucket(moto_server):
     digest = f"logs/AWSLogs/{ORG}/{ACCOUNT}/CloudTrail-Digest/eu-west-1/2024/02/01/d.json.gz"
     s3.put_object(Bucket="trail-bucket", Key=digest, Body=gzip.compress(b'{"logFiles": []}'))
     # more objects than one list page holds, to prove pagination
-    for i in range(1005):
-        s3.put_object(Bucket="trail-bucket", Key=f"other/obj{i:04d}.txt", Body=b"x")
+    with ThreadPoolExecutor(8) as pool:
+        list(
+            pool.map(
+                lambda i: s3.put_object(Bucket="trail-bucket", Key=f"other/o{i:04d}", Body=b"x"),
+                range(1005),
+            )
+        )
     return "s3://trail-bucket"
 
 

@@ -32,13 +32,13 @@ def test_partitions_are_batched_with_explicit_locations():
 
 
 def test_views_parse_and_expose_every_field():
-    view = parse(ddl.create_events_view("security"))
+    view = parse(ddl.events_view("security").statement())
     select = view.find(exp.Select)
     names = [e.alias_or_name for e in select.expressions]
     assert names == [name for name, _ in view_columns()]
-    assert "from_json" in ddl.create_events_view("security")
-    parse(ddl.create_insights_view("security"))
-    parse(ddl.create_quarantine_view("security"))
+    assert "from_json" in ddl.events_view("security").query
+    for view in ddl.views("security"):
+        parse(view.statement())
 
 
 def test_from_json_schema_parses_as_spark_types():

@@ -22,20 +22,9 @@ def test_demo_prints_every_query_and_the_attack(spark, tmp_path, capsys):
     assert "| StopLogging | arn:aws:iam::" in changes and f":root | {TOR_EXIT_IP} |" in changes
     assert "| CreateAccessKey |" in changes and "| backup-admin | AKIA" in changes
 
-    # a second run reuses the sample and changes nothing
-    assert main(["demo", "--out", str(out), "--database", "demo"]) == 0
-    again = capsys.readouterr().out
-    assert f"using the sample already in {out}/" in again
-    assert "files: 42 listed, 0 new" in again
 
-
-def test_queries_run_on_the_real_corpus_tables(spark, tmp_path):
-    from loader.tables.create_cloudtrail import create_cloudtrail_tables
-    from tests.corpus import arrange_corpus
-
-    arrange_corpus(tmp_path)
-    create_cloudtrail_tables(spark, str(tmp_path), "demo_corpus")
-    spark.catalog.setCurrentDatabase("demo_corpus")
+def test_queries_run_on_the_real_corpus_tables(spark, corpus_tables):
+    spark.catalog.setCurrentDatabase("corpus")
     try:
         results = {p.name: spark.sql(query_text(p)).collect() for p in query_files()}
     finally:

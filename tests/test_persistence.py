@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import FAST_START_JVM
+
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 
@@ -28,31 +30,17 @@ def run(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedP
 
 
 def test_cli_tables_persist_across_processes_and_spark_sql(tmp_path):
-    logs = tmp_path / "logs"
+    logs, work = tmp_path / "logs", tmp_path / "work"
+    work.mkdir()
+    loader = [sys.executable, "-m", "loader"]
     run(
-        [
-            sys.executable,
-            "-m",
-            "loader",
-            "generate-sample",
-            "--out",
-            str(logs),
-            "--events",
-            "3000",
-            "--days",
-            "2",
-            "--seed",
-            "3",
-        ],
+        [*loader, "generate-sample", "--out", str(logs), "--events", "3000", "--days", "2"],
         cwd=tmp_path,
     )
-    work = tmp_path / "work"
-    work.mkdir()
+    jvm = f"spark.driver.extraJavaOptions={FAST_START_JVM}"
     created = run(
         [
-            sys.executable,
-            "-m",
-            "loader",
+            *loader,
             "create-hive-table",
             "--source",
             str(logs),
@@ -60,20 +48,25 @@ def test_cli_tables_persist_across_processes_and_spark_sql(tmp_path):
             "local[2]",
             "--conf",
             "spark.sql.shuffle.partitions=2",
+            "--conf",
+            jvm,
         ],
         cwd=work,
     )
     assert "events in new files: 3,000" in created.stdout
     assert (work / "metastore_db").is_dir() and (work / "spark-warehouse").is_dir()
 
+    query = "SELECT count(*), count(DISTINCT account) FROM security.cloudtrail;"
     sql = run(
         [
             spark_bin("spark-sql"),
             "--master",
             "local[1]",
+            "--driver-java-options",
+            FAST_START_JVM,
             "-S",
             "-e",
-            "SELECT count(*), count(DISTINCT account) FROM security.cloudtrail;",
+            query,
         ],
         cwd=work,
     )

@@ -62,3 +62,14 @@ def table_exists(spark: SparkSession, db: str, table: str) -> bool:
         return bool(spark.catalog.tableExists(f"{db}.{table}"))
     except Exception as exc:  # noqa: BLE001 - a broken metastore must be reported, not hidden
         raise LoaderError(f"cannot read the catalog for {db}.{table}: {exc}") from exc
+
+
+def view_query(spark: SparkSession, db: str, view: str) -> str | None:
+    """The SQL text a view was created with, None when there is no such view."""
+    jvm = spark._jvm
+    catalog = spark._jsparkSession.sessionState().catalog()
+    ident = jvm.org.apache.spark.sql.catalyst.TableIdentifier.apply(view, jvm.scala.Some(db))
+    if not catalog.tableExists(ident):
+        return None
+    text = catalog.getTableMetadata(ident).viewText()
+    return text.get() if text.isDefined() else None

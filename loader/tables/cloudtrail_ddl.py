@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from loader.errors import LoaderError
 from loader.tables.cloudtrail_schema import (
@@ -81,6 +82,22 @@ def add_partitions(
     ]
 
 
+@dataclass(frozen=True)
+class ViewDef:
+    """A view as its parts, so the catalog's stored query can be compared before replacing."""
+
+    db: str
+    name: str
+    comment: str
+    query: str
+
+    def statement(self) -> str:
+        return (
+            f"CREATE OR REPLACE VIEW {self.db}.{self.name} "
+            f"COMMENT {sql_string(self.comment)} AS {self.query}"
+        )
+
+
 def _events_from(db: str, table: str, fields: Sequence[Field]) -> str:
     return (
         "SELECT account, region, dt, source_file, raw_json, "
@@ -96,30 +113,43 @@ def _select_list(fields: Sequence[Field]) -> str:
     return ",\n  ".join(columns)
 
 
-def create_events_view(db: str) -> str:
-    check_identifier(db)
-    return (
-        f"CREATE OR REPLACE VIEW {db}.{EVENTS_VIEW} "
-        f"COMMENT {sql_string('CloudTrail events, one row per event, typed; raw_json keeps all')}"
-        f" AS SELECT\n  {_select_list(EVENT_FIELDS)}\n"
+def events_view(db: str) -> ViewDef:
+    query = (
+        f"SELECT\n  {_select_list(EVENT_FIELDS)}\n"
         f"FROM ({_events_from(db, RAW_TABLE, EVENT_FIELDS)})\n"
         f"WHERE coalesce(e.eventType, '') <> {sql_string(INSIGHT_EVENT_TYPE)}"
     )
+    comment = "CloudTrail events, one row per event, typed; raw_json keeps all"
+    return ViewDef(check_identifier(db), EVENTS_VIEW, comment, query)
 
 
-def create_insights_view(db: str) -> str:
+def insights_view(db: str) -> ViewDef:
     """Insights events from the CloudTrail-Insight folders, and any found among normal logs."""
     check_identifier(db)
     union = (
         f"{_events_from(db, INSIGHTS_RAW_TABLE, INSIGHT_FIELDS)}\nUNION ALL\n"
         f"{_events_from(db, RAW_TABLE, INSIGHT_FIELDS)}"
     )
-    return (
-        f"CREATE OR REPLACE VIEW {db}.{INSIGHTS_VIEW} "
-        f"COMMENT {sql_string('CloudTrail Insights events')}"
-        f" AS SELECT\n  {_select_list(INSIGHT_FIELDS)}\n"
+    query = (
+        f"SELECT\n  {_select_list(INSIGHT_FIELDS)}\n"
         f"FROM ({union})\nWHERE e.eventType = {sql_string(INSIGHT_EVENT_TYPE)}"
     )
+    return ViewDef(db, INSIGHTS_VIEW, "CloudTrail Insights events", query)
+
+
+def quarantine_view(db: str) -> ViewDef:
+    query = (
+        "SELECT path, kind, account, region, dt, size, modified, reason, checked_at FROM ("
+        "SELECT *, row_number() OVER (PARTITION BY path ORDER BY checked_at DESC) AS version "
+        f"FROM {check_identifier(db)}.{FILES_TABLE}) "
+        "WHERE version = 1 AND status = 'quarantined'"
+    )
+    comment = "Log files that could not be loaded, with the reason"
+    return ViewDef(db, QUARANTINE_VIEW, comment, query)
+
+
+def views(db: str) -> list[ViewDef]:
+    return [events_view(db), insights_view(db), quarantine_view(db)]
 
 
 def create_files_table(db: str) -> str:
@@ -129,15 +159,4 @@ def create_files_table(db: str) -> str:
         "modified TIMESTAMP, status STRING, events BIGINT, insight_events BIGINT, "
         "reason STRING, checked_at TIMESTAMP) USING parquet "
         f"COMMENT {sql_string('Every log file create-hive-table has seen, with its check result')}"
-    )
-
-
-def create_quarantine_view(db: str) -> str:
-    check_identifier(db)
-    return (
-        f"CREATE OR REPLACE VIEW {db}.{QUARANTINE_VIEW} "
-        f"COMMENT {sql_string('Log files that could not be loaded, with the reason')} AS "
-        "SELECT path, kind, account, region, dt, size, modified, reason, checked_at FROM ("
-        "SELECT *, row_number() OVER (PARTITION BY path ORDER BY checked_at DESC) AS version "
-        f"FROM {db}.{FILES_TABLE}) WHERE version = 1 AND status = 'quarantined'"
     )

@@ -18,7 +18,7 @@ from loader.progress import Progress
 from loader.sources.layout import LayoutMismatch, ListedFile, Placement, place
 from loader.sources.listing import list_files, normalize_source
 from loader.tables import cloudtrail_ddl as ddl
-from loader.tables.catalog import partition_locations, run_statements
+from loader.tables.catalog import partition_locations, run_statements, view_query
 from loader.tables.filecheck import QUARANTINED, SKIPPED, check_path
 
 if TYPE_CHECKING:
@@ -134,13 +134,9 @@ def create_cloudtrail_tables(spark: SparkSession, source: str, database: str) ->
             ddl.add_partitions(db, table, [p[1:] for p in new_partitions if p[0] == table]),
         )
     report.partitions_added = [(t, a, r, d) for t, a, r, d, _ in new_partitions]
+    # Views are replaced only when this release's SQL differs: a rerun changes nothing.
     run_statements(
-        spark,
-        [
-            ddl.create_events_view(db),
-            ddl.create_insights_view(db),
-            ddl.create_quarantine_view(db),
-        ],
+        spark, [v.statement() for v in ddl.views(db) if view_query(spark, db, v.name) != v.query]
     )
     report.quarantined_total = spark.table(f"{db}.{ddl.QUARANTINE_VIEW}").count()
     return report
