@@ -4,14 +4,14 @@
 2. check the content of files not seen before (on executors) and record every file with its
    outcome in ``cloudtrail_files`` (bad ones show up in ``cloudtrail_quarantine``);
 3. register new account/region/day partitions with their folders as explicit locations;
-4. (re)create the views, which only hold SQL text and so follow the schema of this release.
+4. replace the views whose SQL this release changed (they hold only SQL text, no data).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from loader.errors import LoaderError
 from loader.progress import Progress
@@ -30,8 +30,23 @@ FILE_ROW_SCHEMA = (
     "modified timestamp, status string, events bigint, insight_events bigint, reason string"
 )
 SHOWN_PROBLEMS = 20
-STATUS = 7  # index of status in a FILE_ROW_SCHEMA row
 CHECK_BATCH = 2_000  # files per Spark job: bounds driver memory and paces the progress line
+
+
+class FileRow(NamedTuple):
+    """One file as recorded in cloudtrail_files (FILE_ROW_SCHEMA); status None = to check."""
+
+    path: str
+    kind: str
+    account: str | None
+    region: str | None
+    dt: str | None
+    size: int
+    modified: dt.datetime
+    status: str | None
+    events: int
+    insight_events: int
+    reason: str | None
 
 
 @dataclass
@@ -84,7 +99,7 @@ def _distinct(partitions: list[tuple[str, str, str, str]], index: int) -> int:
 class _Listing:
     """Files of one source, sorted into what the layout makes of them."""
 
-    rows: list[tuple] = field(default_factory=list)  # FILE_ROW_SCHEMA rows, status None = check
+    rows: list[FileRow] = field(default_factory=list)
     partitions: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
     listed: int = 0
     ignored: int = 0
@@ -180,42 +195,52 @@ def _list_source(root: str, known: dict[str, dict[tuple[str, ...], str]]) -> _Li
     return listing
 
 
-def _row(listed: ListedFile, placement: Placement | None, status: str | None, reason: str | None):
+def _row(
+    listed: ListedFile, placement: Placement | None, status: str | None, reason: str | None
+) -> FileRow:
     modified = dt.datetime.fromtimestamp(listed.modified, tz=dt.timezone.utc)
     kind = placement.kind if placement else "cloudtrail"
     account, region, day = placement.partition if placement else (None, None, None)
-    return (listed.path, kind, account, region, day, listed.size, modified, status, 0, 0, reason)
+    return FileRow(
+        listed.path, kind, account, region, day, listed.size, modified, status, 0, 0, reason
+    )
 
 
-def _check_new_files(spark: SparkSession, db: str, rows: list[tuple], report: CreateReport) -> None:
+def _check_new_files(
+    spark: SparkSession, db: str, rows: list[FileRow], report: CreateReport
+) -> None:
     """Check the content of files not seen before and append them to the files table."""
     listed = spark.createDataFrame(rows, FILE_ROW_SCHEMA)
     seen = spark.table(f"{db}.{ddl.FILES_TABLE}").select("path", "size", "modified")
     new_files = listed.join(seen, ["path", "size", "modified"], "left_anti").select(listed.columns)
-    new = [tuple(r) for r in new_files.collect()]
-    undecided = [r for r in new if r[STATUS] is None]
-    results = [r for r in new if r[STATUS] is not None]
-    progress = Progress("checking new files", stream=None)
+    new = [FileRow(*r) for r in new_files.collect()]
+    undecided = [r for r in new if r.status is None]
+    results = [r for r in new if r.status is not None]
+    progress = Progress("checking new files")
     parallelism = max(spark.sparkContext.defaultParallelism, 1)
     for start in range(0, len(undecided), CHECK_BATCH):
         batch = undecided[start : start + CHECK_BATCH]
-        paths = [r[0] for r in batch]
+        paths = [r.path for r in batch]
         slices = min(len(paths), parallelism * 4)
         outcomes = spark.sparkContext.parallelize(paths, slices).map(check_path).collect()
         for row, outcome in zip(batch, outcomes, strict=True):
             results.append(
-                row[:STATUS]
-                + (outcome.status, outcome.events, outcome.insight_events, outcome.reason)
+                row._replace(
+                    status=outcome.status,
+                    events=outcome.events,
+                    insight_events=outcome.insight_events,
+                    reason=outcome.reason,
+                )
             )
         progress.advance(len(batch))
     progress.close()
     if results:
         checked_at = dt.datetime.now(tz=dt.timezone.utc)
         spark.createDataFrame(
-            [r + (checked_at,) for r in results], FILE_ROW_SCHEMA + ", checked_at timestamp"
+            [(*r, checked_at) for r in results], FILE_ROW_SCHEMA + ", checked_at timestamp"
         ).write.insertInto(f"{db}.{ddl.FILES_TABLE}")
     report.files_new = len(results)
-    report.events_new = sum(r[8] for r in results)
-    report.insight_events_new = sum(r[9] for r in results)
-    report.digests_new = sum(1 for r in results if r[1] == "digest")
-    report.quarantined_new = sorted((r[0], r[10]) for r in results if r[7] == QUARANTINED)
+    report.events_new = sum(r.events for r in results)
+    report.insight_events_new = sum(r.insight_events for r in results)
+    report.digests_new = sum(1 for r in results if r.kind == "digest")
+    report.quarantined_new = sorted((r.path, r.reason) for r in results if r.status == QUARANTINED)
