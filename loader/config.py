@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from loader.errors import ConfigError, TsaError
+from loader.sample.generate import SampleSpec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,13 +30,13 @@ class Settings:
     database: str = "security"
     source: str | None = None
     debug: bool = False
-    # generate-sample and demo
+    # generate-sample and demo; the sample's own defaults are the single source
     out: str | None = None
-    events: int = 20_000
-    days: int = 7
-    accounts: int = 2
-    seed: int = 7
-    events_per_file: int = 2_500
+    events: int = SampleSpec.events
+    days: int = SampleSpec.days
+    accounts: int = SampleSpec.accounts
+    seed: int = SampleSpec.seed
+    events_per_file: int = SampleSpec.events_per_file
     end_date: str | None = None
 
 
