@@ -57,13 +57,6 @@ def _plain_location(uri: str) -> str:
     return uri
 
 
-def table_exists(spark: SparkSession, db: str, table: str) -> bool:
-    try:
-        return bool(spark.catalog.tableExists(f"{db}.{table}"))
-    except Exception as exc:  # noqa: BLE001 - a broken metastore must be reported, not hidden
-        raise LoaderError(f"cannot read the catalog for {db}.{table}: {exc}") from exc
-
-
 def view_query(spark: SparkSession, db: str, view: str) -> str | None:
     """The SQL text a view was created with, None when there is no such view."""
     jvm = spark._jvm

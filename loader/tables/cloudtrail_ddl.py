@@ -13,6 +13,7 @@ from loader.tables.cloudtrail_schema import (
     Field,
     json_schema,
 )
+from loader.tables.filecheck import INSIGHT_EVENT_TYPE
 
 RAW_TABLE = "cloudtrail_raw"
 INSIGHTS_RAW_TABLE = "cloudtrail_insights_raw"
@@ -20,7 +21,6 @@ EVENTS_VIEW = "cloudtrail"
 INSIGHTS_VIEW = "cloudtrail_insights"
 FILES_TABLE = "cloudtrail_files"
 QUARANTINE_VIEW = "cloudtrail_quarantine"
-INSIGHT_EVENT_TYPE = "AwsCloudTrailInsight"
 
 # Options of the raw tables. ignoreCorruptFiles keeps one truncated upload from failing every
 # query over the table; such files are listed in cloudtrail_quarantine by create-hive-table.
