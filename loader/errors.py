@@ -20,3 +20,7 @@ class LoaderError(TsaError):
 
 class EnvironmentProblem(TsaError):
     """Something the machine must provide (Java, a Spark feature) is missing."""
+
+
+class UdfError(TsaError):
+    """An enrichment source (GeoIP database, Tor exit list) is missing, damaged or unusable."""
