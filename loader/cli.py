@@ -24,6 +24,21 @@ def _spark_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _enrichment_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Enrichment (GeoIP and Tor functions)")
+    group.add_argument("--geoip-city-db", metavar="PATH", help="MaxMind City .mmdb, local or s3://")
+    group.add_argument("--geoip-country-db", metavar="PATH", help="MaxMind Country .mmdb")
+    group.add_argument("--geoip-asn-db", metavar="PATH", help="MaxMind ASN .mmdb")
+    group.add_argument(
+        "--tor-exit-list",
+        metavar="SOURCE",
+        help="Tor exit list: file, folder or tarball of snapshots, http(s) URL or s3://",
+    )
+    group.add_argument(
+        "--tor-refresh", metavar="DURATION", help="re-read the Tor list this often (1h; 0: never)"
+    )
+
+
 def _common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", metavar="PATH", help="TOML settings file, local path or s3://bucket/key"
@@ -80,9 +95,38 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--events", type=int, help="events to generate (20000)")
     demo.add_argument("--database", help="database (default: security)")
     demo.add_argument("--out", help="folder for the sample logs (./sample)")
+    _enrichment_options(demo)
     _common_options(demo)
     _spark_options(demo)
     demo.set_defaults(handler=_demo)
+
+    enrich = commands.add_parser(
+        "enrich",
+        help="compute GeoIP/Tor columns per source address for spark-sql users",
+        description="Fill security.ip_enrichment with country, city, ASN and Tor facts for "
+        "every distinct sourceIPAddress (incrementally: only new log files are scanned and "
+        "only new addresses looked up) and create the view security.cloudtrail_enriched.",
+    )
+    enrich.add_argument("--database", help="database of the CloudTrail tables (security)")
+    _enrichment_options(enrich)
+    _common_options(enrich)
+    _spark_options(enrich)
+    enrich.set_defaults(handler=_enrich)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the Spark Thrift Server (beeline, JDBC) with the GeoIP/Tor functions",
+        description="Start the Spark Thrift Server in this process, single-session, with the "
+        "enrichment functions registered, so beeline can call geoip_country(...) and friends. "
+        "Stops on Ctrl-C or SIGTERM.",
+    )
+    serve.add_argument("--host", help="address to listen on (127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, help="port (10000)")
+    serve.add_argument("--database", help="database named in the printed JDBC URL (security)")
+    _enrichment_options(serve)
+    _common_options(serve)
+    _spark_options(serve)
+    serve.set_defaults(handler=_serve)
     return parser
 
 
@@ -127,6 +171,24 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from loader.demo import run_demo
 
     return run_demo(settings, out=settings.out or "sample", events=settings.events)
+
+
+def _enrich(args: argparse.Namespace, settings: Settings) -> int:
+    from loader.enrichment import enrichment_config, register
+    from loader.session import build_session
+    from loader.tables.enrich import enrich
+
+    enrichment_config(settings)  # a bad setting fails before the JVM starts
+    spark = build_session(settings, "tsa enrich")
+    enrichment = register(spark, settings, refresh=False)
+    print(enrich(spark, settings.database, enrichment).render())
+    return 0
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from loader.serve import serve
+
+    return serve(settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

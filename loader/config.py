@@ -38,6 +38,15 @@ class Settings:
     seed: int = SampleSpec.seed
     events_per_file: int = SampleSpec.events_per_file
     end_date: str | None = None
+    # enrichment: every command that evaluates SQL (demo, enrich, serve)
+    geoip_city_db: str | None = None
+    geoip_country_db: str | None = None
+    geoip_asn_db: str | None = None
+    tor_exit_list: str | None = None
+    tor_refresh: str = "1h"
+    # serve
+    host: str = "127.0.0.1"
+    port: int = 10000
 
 
 def known_keys() -> list[str]:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 
 from loader.config import Settings
-from loader.sample.generate import SampleSpec, write_sample
+from loader.enrichment import SAMPLE_FILES, enrichment_config, register, with_sample_sources
+from loader.sample.enrichment_data import write_enrichment_data
+from loader.sample.generate import DEFAULT_END, SampleSpec, write_sample
 from loader.session import build_session
 from loader.tables.create_cloudtrail import create_cloudtrail_tables
+from loader.tables.enrich import enrich
 
 QUERIES = Path(__file__).resolve().parents[1] / "sql" / "queries"
 SHOWN_ROWS = 15
@@ -39,13 +43,19 @@ def format_table(columns: list[str], rows: list[tuple]) -> str:
 
 
 def run_demo(settings: Settings, out: str = "sample", events: int = 20_000) -> int:
-    """Generate (once), load, and show every query in sql/queries/."""
+    """Generate (once), load, enrich, and show every query in sql/queries/."""
     if not os.path.isdir(os.path.join(out, "AWSLogs")):
         print(write_sample(out, SampleSpec(events=events)).render())
     else:
         print(f"using the sample already in {out}/")
+        if not os.path.exists(os.path.join(out, SAMPLE_FILES["geoip_city_db"])):
+            write_enrichment_data(out, dt.date.fromisoformat(DEFAULT_END))
+    with_sample_sources(settings, out)
+    enrichment_config(settings)  # a bad setting fails before the JVM starts
     spark = build_session(settings, "tsa demo")
-    print(create_cloudtrail_tables(spark, out, settings.database).render())
+    logs = os.path.join(out, "AWSLogs")  # not the sample's GeoIP and Tor files beside it
+    print(create_cloudtrail_tables(spark, logs, settings.database).render())
+    print(enrich(spark, settings.database, register(spark, settings, refresh=False)).render())
     spark.catalog.setCurrentDatabase(settings.database)
     for path in query_files():
         df = spark.sql(query_text(path))

@@ -27,6 +27,14 @@ def require_corpus() -> Path:
     return CORPUS
 
 
+def corpus_dir(name: str) -> Path:
+    """A corpus folder such as 'geoip' or 'tor'; skips the test when the corpus is absent."""
+    path = CORPUS / name
+    if not path.is_dir():
+        pytest.skip(f"corpus folder {path} not found (set TSA_CORPUS)")
+    return path
+
+
 def corpus_cloudtrail_files() -> list[Path]:
     """Every CloudTrail-format file of the corpus (not the derived indexes, not the CSV)."""
     root = require_corpus() / "cloudtrail"

@@ -159,8 +159,9 @@ class DocumentSource:
         try:
             with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
                 body = response.read()
-                etag, last_modified = response.headers.get("ETag"), response.headers.get(
-                    "Last-Modified"
+                etag, last_modified = (
+                    response.headers.get("ETag"),
+                    response.headers.get("Last-Modified"),
                 )
         except urllib.error.HTTPError as exc:
             if exc.code == 304:

@@ -94,14 +94,20 @@ class Enrichment:
                 print(f"tor exit list refresh failed, keeping the old one: {exc}", file=sys.stderr)
 
 
-def register_udfs(spark: SparkSession, config: EnrichmentConfig, refresh: bool = True) -> Enrichment:
+def register_udfs(
+    spark: SparkSession, config: EnrichmentConfig, refresh: bool = True
+) -> Enrichment:
     """Check the configured sources and register their functions in ``spark``.
 
     Raises:
         UdfError: a database or exit list is missing or damaged; the message names it.
     """
     enrichment = Enrichment(spark, config)
-    geo = [(CITY, config.geoip_city_db), (COUNTRY, config.geoip_country_db), (ASN, config.geoip_asn_db)]
+    geo = [
+        (CITY, config.geoip_city_db),
+        (COUNTRY, config.geoip_country_db),
+        (ASN, config.geoip_asn_db),
+    ]
     providers: dict[str, tuple[Role, str]] = {}
     for role, source in geo:
         if not source:

@@ -45,10 +45,9 @@ class ParsedList:
     problems: list[str] = field(default_factory=list)
 
 
-def _utc(day: str, hh: str | None = "00", mm: str | None = "00", ss: str | None = "00") -> dt.datetime:
-    return dt.datetime.fromisoformat(f"{day}T{hh or '00'}:{mm or '00'}:{ss or '00'}").replace(
-        tzinfo=dt.timezone.utc
-    )
+def _utc(day: str, hh: str | None, mm: str | None, ss: str | None) -> dt.datetime:
+    clock = f"{hh or '00'}:{mm or '00'}:{ss or '00'}"
+    return dt.datetime.fromisoformat(f"{day}T{clock}").replace(tzinfo=dt.timezone.utc)
 
 
 def _parse_time(text: str) -> dt.datetime | None:
@@ -63,9 +62,8 @@ def _parse_time(text: str) -> dt.datetime | None:
 def time_from_name(name: str) -> dt.datetime | None:
     """The date (and time) in a file name such as ``2018-11-01-00-02-01`` or
     ``torbulkexitlist_2023-10-14.txt``."""
-    match = None
-    for match in _NAME_TIME.finditer(name):
-        pass  # the last date in a path is the file's own, not a folder's
+    matches = list(_NAME_TIME.finditer(name))
+    match = matches[-1] if matches else None  # the last date in a path is the file's own
     if not match:
         return None
     try:
@@ -81,9 +79,7 @@ def parse_exit_list(text: str, origin: str, fallback_time: dt.datetime | None) -
     time, a date in ``origin``'s name, ``fallback_time`` (file modification or HTTP date).
     """
     lines = text.splitlines()
-    exit_format = any(
-        line.startswith(("ExitNode ", "@type tordnsel")) for line in lines[:50]
-    )
+    exit_format = any(line.startswith(("ExitNode ", "@type tordnsel")) for line in lines[:50])
     parse = _parse_exit_addresses if exit_format else _parse_bulk
     return parse(lines, origin, fallback_time)
 
@@ -244,9 +240,10 @@ class TorExitList:
             parsed = parse_exit_list(document.text, document.origin, document.modified)
             self.problems += parsed.problems
             snapshot = parsed.snapshot
-            if snapshot is not None and self._snapshots.get(
-                (snapshot.origin, snapshot.time)
-            ) != snapshot:
+            if (
+                snapshot is not None
+                and self._snapshots.get((snapshot.origin, snapshot.time)) != snapshot
+            ):
                 self._snapshots[(snapshot.origin, snapshot.time)] = snapshot
                 changed = True
         if not self._snapshots:

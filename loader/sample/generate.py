@@ -71,13 +71,19 @@ class SampleSummary:
     accounts: list[str] = field(default_factory=list)
     days: list[str] = field(default_factory=list)
     attack_events: int = 0
+    enrichment: list[str] = field(default_factory=list)
 
     def render(self) -> str:
-        return (
+        text = (
             f"wrote {self.events:,} events in {self.files:,} files under {self.out}/AWSLogs "
             f"(accounts {', '.join(self.accounts)}; {self.days[0]} .. {self.days[-1]}; "
             f"{self.attack_events} attack-story events on the last day)"
         )
+        if self.enrichment:
+            text += "\nand sample GeoIP databases and a Tor exit list: " + ", ".join(
+                self.enrichment
+            )
+        return text
 
 
 class World:
@@ -479,6 +485,9 @@ def write_sample(out: str, spec: SampleSpec) -> SampleSummary:
         days=[d.isoformat() for d in days],
         attack_events=len(attack),
     )
+    from loader.sample.enrichment_data import write_enrichment_data
+
+    summary.enrichment = write_enrichment_data(out, days[-1])
     for (account, region, day), events in sorted(buckets.items()):
         events.sort(key=lambda e: e["eventTime"])
         folder = os.path.join(
