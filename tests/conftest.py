@@ -75,9 +75,20 @@ def spark(tmp_path_factory):
 def corpus_tables(spark, tmp_path_factory):
     """The whole corpus laid out as in S3 and loaded once into database `corpus`."""
     from loader.tables.create_cloudtrail import create_cloudtrail_tables
-    from tests.corpus import arrange_corpus
+    from loader.tables.enrich import enrich
+    from tests.corpus import arrange_corpus, corpus_dir
+    from udfs.spark import EnrichmentConfig, register_udfs
 
     root = tmp_path_factory.mktemp("corpus_layout")
     expected = arrange_corpus(root)
     report = create_cloudtrail_tables(spark, str(root), "corpus")
+    # cloudtrail_enriched too, with MaxMind's test databases and the corpus's Tor lists
+    geoip = corpus_dir("geoip") / "test-data"
+    config = EnrichmentConfig(
+        geoip_city_db=str(geoip / "GeoIP2-City-Test.mmdb"),
+        geoip_asn_db=str(geoip / "GeoLite2-ASN-Test.mmdb"),
+        tor_exit_list=str(corpus_dir("tor")),
+    )
+    session = spark.newSession()
+    enrich(session, "corpus", register_udfs(session, config, refresh=False))
     return root, expected, report

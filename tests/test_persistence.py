@@ -1,19 +1,33 @@
 """The tables outlive the process: the CLI creates them in a folder's default (Derby) metastore
-and a fresh process, `spark-sql -e` from the pyspark wheel started in that folder, queries them.
-"""
+and fresh processes use them: `spark-sql -e` from the pyspark wheel (also over the enriched
+view), and beeline against `serve`, calling the Python UDFs. Processes run one after the
+other, as Derby admits one JVM at a time."""
 
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from loader.enrichment import SAMPLE_FILES
+from loader.sample.generate import TOR_EXIT_IP
 from tests.conftest import FAST_START_JVM
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
+LOADER = [sys.executable, "-m", "loader"]
+SPARK = ["--master", "local[2]", "--conf", "spark.sql.shuffle.partitions=2"]
+JVM = ["--conf", f"spark.driver.extraJavaOptions={FAST_START_JVM}"]
+TOR_QUERY = (
+    "SELECT geoip_country(sourceIPAddress), geoip_asn(sourceIPAddress), "
+    "is_tor_exit(sourceIPAddress), count(*) FROM {db}.cloudtrail "
+    f"WHERE sourceIPAddress = '{TOR_EXIT_IP}' GROUP BY 1, 2, 3"
+)
 
 
 def spark_bin(name: str) -> str:
@@ -29,45 +43,71 @@ def run(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedP
     return proc
 
 
-def test_cli_tables_persist_across_processes_and_spark_sql(tmp_path):
-    logs, work = tmp_path / "logs", tmp_path / "work"
-    work.mkdir()
-    loader = [sys.executable, "-m", "loader"]
-    run(
-        [*loader, "generate-sample", "--out", str(logs), "--events", "3000", "--days", "2"],
-        cwd=tmp_path,
-    )
-    jvm = f"spark.driver.extraJavaOptions={FAST_START_JVM}"
-    created = run(
-        [
-            *loader,
-            "create-hive-table",
-            "--source",
-            str(logs),
-            "--master",
-            "local[2]",
-            "--conf",
-            "spark.sql.shuffle.partitions=2",
-            "--conf",
-            jvm,
-        ],
-        cwd=work,
-    )
-    assert "events in new files: 3,000" in created.stdout
-    assert (work / "metastore_db").is_dir() and (work / "spark-warehouse").is_dir()
+def spark_sql(query: str, cwd: Path) -> list[str]:
+    command = [spark_bin("spark-sql"), "--master", "local[1]", "--driver-java-options"]
+    return run([*command, FAST_START_JVM, "-S", "-e", query], cwd=cwd).stdout.splitlines()
 
-    query = "SELECT count(*), count(DISTINCT account) FROM security.cloudtrail;"
-    sql = run(
-        [
-            spark_bin("spark-sql"),
-            "--master",
-            "local[1]",
-            "--driver-java-options",
-            FAST_START_JVM,
-            "-S",
-            "-e",
-            query,
-        ],
-        cwd=work,
+
+def enrichment_flags(logs: Path) -> list[str]:
+    return [
+        f"--{key.replace('_', '-')}={logs / relative}" for key, relative in SAMPLE_FILES.items()
+    ]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """Logs generated and tables created by the CLI in `work/`'s default metastore."""
+    root = tmp_path_factory.mktemp("cli")
+    logs, work = root / "logs", root / "work"
+    work.mkdir()
+    run([*LOADER, "generate-sample", "--out", str(logs), "--events", "3000", "--days", "2"], root)
+    created = run([*LOADER, "create-hive-table", "--source", str(logs), *SPARK, *JVM], work)
+    assert "events in new files: 3,000" in created.stdout
+    return logs, work
+
+
+def test_tables_persist_and_spark_sql_queries_the_enriched_view(workdir):
+    logs, work = workdir
+    assert (work / "metastore_db").is_dir() and (work / "spark-warehouse").is_dir()
+    enriched = run([*LOADER, "enrich", *enrichment_flags(logs), *SPARK, *JVM], work)
+    assert "scanned: all events" in enriched.stdout
+    rows = spark_sql(
+        "SELECT count(*), count(DISTINCT account) FROM security.cloudtrail; "
+        "SELECT country, asn_org, count(*) FROM security.cloudtrail_enriched WHERE is_tor "
+        "GROUP BY 1, 2;",
+        work,
     )
-    assert sql.stdout.split() == ["3000", "2"]
+    assert rows == ["3000\t2", "Sweden\tForeningen for digitala fri\t8"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_beeline_calls_the_udfs_through_serve(workdir, tmp_path):
+    logs, work = workdir
+    port = _free_port()
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
+    command = [*LOADER, "serve", "--port", str(port), *enrichment_flags(logs), *SPARK, *JVM]
+    server = subprocess.Popen(
+        command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 180
+        line = ""
+        while "serving on" not in line:
+            assert server.poll() is None, server.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "serve did not start"
+            line = server.stdout.readline()
+        assert line.strip() == f"serving on jdbc:hive2://127.0.0.1:{port}/security"
+        beeline = [spark_bin("beeline"), "-u", f"jdbc:hive2://127.0.0.1:{port}/security"]
+        options = ["-n", "tsa", "--silent=true", "--outputformat=tsv2", "-e"]
+        output = run([*beeline, *options, TOR_QUERY.format(db="security")], tmp_path).stdout
+        through_beeline = output.strip().splitlines()[-1].split("\t")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
+    # the sample's GeoIP facts for the Tor exit, and the attack story's 8 events from it
+    assert through_beeline == ["Sweden", "198093", "true", "8"]

@@ -156,3 +156,25 @@ def test_missing_or_wrong_kind_of_database_is_a_clear_error(tmp_path):
     # a City database may serve the country functions
     city_as_country = check_database(str(geoip / "GeoIP2-City-Test.mmdb"), COUNTRY)
     assert city_as_country.database_type == "GeoIP2-City"
+
+
+def test_database_from_s3_is_fetched_once_into_the_cache(moto_server, tmp_path, monkeypatch):
+    import os
+
+    import boto3
+
+    from udfs.sources import local_copy
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    source = corpus_dir("geoip") / "test-data" / "GeoLite2-ASN-Test.mmdb"
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="geoip-dbs")
+    s3.put_object(Bucket="geoip-dbs", Key="asn/GeoLite2-ASN.mmdb", Body=source.read_bytes())
+    url = "s3://geoip-dbs/asn/GeoLite2-ASN.mmdb"
+    first = local_copy(url, "--geoip-asn-db")
+    assert first.startswith(str(tmp_path / "cache")) and first.endswith("-GeoLite2-ASN.mmdb")
+    stamp = os.stat(first).st_mtime_ns
+    assert local_copy(url, "--geoip-asn-db") == first and os.stat(first).st_mtime_ns == stamp
+    assert check_database(first, ASN, shown_as=url).database_type == "GeoLite2-ASN"
+    with pytest.raises(UdfError, match=r"--geoip-asn-db s3://geoip-dbs/nope.mmdb: cannot fetch"):
+        local_copy("s3://geoip-dbs/nope.mmdb", "--geoip-asn-db")

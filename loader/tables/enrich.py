@@ -79,6 +79,9 @@ def enrich(spark: SparkSession, database: str, enrichment: Enrichment) -> Enrich
         raise LoaderError(f"no {db}.{ct.EVENTS_VIEW} view: run create-hive-table first")
     run_statements(spark, [ddl.create_enrichment_table(db)])
     table = f"{db}.{ddl.ENRICHMENT_TABLE}"
+    for name in (ct.FILES_TABLE, ct.RAW_TABLE, ddl.ENRICHMENT_TABLE):
+        # a long-lived session (serve, run) may hold file listings from before other writers
+        spark.catalog.refreshTable(f"{db}.{name}")
     before = _properties(spark, table)
     now = {
         ddl.PROP_GEOIP: geoip_fingerprint(enrichment),
