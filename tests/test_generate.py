@@ -105,3 +105,34 @@ def test_attack_story_on_the_last_day(sample):
     assert new_key.startswith("AKIA")
     used = [e for e in story if e["userIdentity"].get("accessKeyId") == new_key]
     assert used and all(user(e) == ATTACK_NEW_USER for e in used)
+
+
+def test_sample_geoip_and_tor_files_cover_every_address_the_sample_uses(sample, tmp_path):
+    from loader.enrichment import SAMPLE_FILES
+    from udfs.geoip import ASN, CITY, GeoReader, check_database
+    from udfs.ip import public_ip
+    from udfs.tor import TorExitList
+
+    root, summary, files = sample
+    city = GeoReader(check_database(str(root / SAMPLE_FILES["geoip_city_db"]), CITY).path, "city")
+    asn = GeoReader(check_database(str(root / SAMPLE_FILES["geoip_asn_db"]), ASN).path, "asn")
+    used = {r["sourceIPAddress"] for records in files.values() for r in records}
+    public = {ip for ip in used if public_ip(ip)}
+    assert public and "AWS Internal" in used
+    for ip in public:
+        country, code, _ = city.values(ip)
+        number, org = asn.values(ip)
+        assert country and code and number and org, ip
+    assert city.values(ATTACKER_IPS[0])[:2] == ("China", "CN")
+    exits = TorExitList(str(root / SAMPLE_FILES["tor_exit_list"]))
+    exits.refresh()
+    index = exits.index()
+    assert [ip for ip in public if index.is_exit(ip)] == [TOR_EXIT_IP]
+    assert exits.snapshots[0].time.date().isoformat() == summary.days[-1]
+    # same bytes for the same arguments, like the logs
+    write_sample(
+        str(tmp_path / "again"),
+        SampleSpec(events=4000, days=4, accounts=3, seed=11, events_per_file=300),
+    )
+    for relative in SAMPLE_FILES.values():
+        assert (root / relative).read_bytes() == (tmp_path / "again" / relative).read_bytes()
