@@ -174,11 +174,11 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _enrich(args: argparse.Namespace, settings: Settings) -> int:
-    from loader.enrichment import enrichment_config, register
+    from loader.enrichment import preflight, register
     from loader.session import build_session
     from loader.tables.enrich import enrich
 
-    enrichment_config(settings)  # a bad setting fails before the JVM starts
+    preflight(settings)  # a bad setting or database fails before the JVM starts
     spark = build_session(settings, "tsa enrich")
     enrichment = register(spark, settings, refresh=False)
     print(enrich(spark, settings.database, enrichment).render())

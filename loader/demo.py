@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from loader.config import Settings
-from loader.enrichment import SAMPLE_FILES, enrichment_config, register, with_sample_sources
+from loader.enrichment import SAMPLE_FILES, preflight, register, with_sample_sources
 from loader.sample.enrichment_data import write_enrichment_data
 from loader.sample.generate import DEFAULT_END, SampleSpec, write_sample
 from loader.session import build_session
@@ -51,7 +51,7 @@ def run_demo(settings: Settings, out: str = "sample", events: int = 20_000) -> i
         if not os.path.exists(os.path.join(out, SAMPLE_FILES["geoip_city_db"])):
             write_enrichment_data(out, dt.date.fromisoformat(DEFAULT_END))
     with_sample_sources(settings, out)
-    enrichment_config(settings)  # a bad setting fails before the JVM starts
+    preflight(settings)  # a bad setting or database fails before the JVM starts
     spark = build_session(settings, "tsa demo")
     logs = os.path.join(out, "AWSLogs")  # not the sample's GeoIP and Tor files beside it
     print(create_cloudtrail_tables(spark, logs, settings.database).render())

@@ -33,6 +33,23 @@ def enrichment_config(settings: Settings) -> EnrichmentConfig:
     )
 
 
+def preflight(settings: Settings) -> EnrichmentConfig:
+    """Check every setting and GeoIP database before Spark starts, so a typo or a damaged
+    file costs a second, not a JVM start. The checks are remembered for register_udfs."""
+    from udfs.geoip import ASN, CITY, COUNTRY, check_database
+    from udfs.sources import local_copy
+
+    config = enrichment_config(settings)
+    for role, source in (
+        (CITY, config.geoip_city_db),
+        (COUNTRY, config.geoip_country_db),
+        (ASN, config.geoip_asn_db),
+    ):
+        if source:
+            check_database(local_copy(source, role.flag), role, shown_as=source)
+    return config
+
+
 def with_sample_sources(settings: Settings, sample: str) -> None:
     """Use the GeoIP databases and Tor list that generate-sample wrote, for every source the
     user did not configure (the demo runs with no MaxMind licence)."""

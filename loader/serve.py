@@ -48,11 +48,11 @@ def _is_loopback(host: str) -> bool:
 
 
 def serve(settings: Settings) -> int:
-    from loader.enrichment import enrichment_config, register
+    from loader.enrichment import preflight, register
     from loader.session import build_session
 
     host, port = settings.host, settings.port
-    enrichment_config(settings)  # a bad setting fails before the JVM starts
+    preflight(settings)  # a bad setting or database fails before the JVM starts
     _check_port_free(host, port)
     settings.conf = {
         "spark.sql.hive.thriftServer.singleSession": "true",

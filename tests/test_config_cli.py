@@ -132,3 +132,27 @@ def test_missing_java_is_one_clear_line(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("error: no Java found (needed by Spark): install a Java")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_bad_enrichment_sources_fail_before_spark_starts(monkeypatch, capsys, tmp_path):
+    import socket
+
+    import loader.session
+    from tests.corpus import corpus_dir
+
+    def no_spark(*args, **kwargs):
+        raise AssertionError("Spark must not start for a bad setting")
+
+    monkeypatch.setattr(loader.session, "build_session", no_spark)
+    bad = corpus_dir("geoip") / "bad-data" / "maxminddb-golang" / "invalid-string-length.mmdb"
+    assert main(["enrich", "--geoip-city-db", str(bad)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --geoip-city-db {bad}: not a valid MaxMind DB file")
+    assert "\n" not in err
+    assert main(["serve", "--tor-refresh", "soon"]) == 1
+    assert "--tor-refresh 'soon': expected a number with a unit" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert main(["serve", "--port", str(busy.getsockname()[1])]) == 1
+    assert "cannot listen on 127.0.0.1:" in capsys.readouterr().err

@@ -10,7 +10,9 @@ extension that ``geoip2`` uses) and return plain values; anything that is not a 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from loader.errors import UdfError
@@ -72,12 +74,24 @@ class DatabaseInfo:
 
 def check_database(path: str, role: Role, shown_as: str | None = None) -> DatabaseInfo:
     """Check ``path`` fully and that it can serve ``role``; raise :class:`UdfError` if not.
+    A file checked before and not modified since is not read again.
 
     Args:
         path: local file to check.
         role: what the database is configured for.
         shown_as: how to name the database in errors (e.g. its s3:// URL).
     """
+    try:
+        stat = os.stat(path)
+        version = (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        version = None  # _check reports the missing file with the right words
+    return _check(path, role.name, shown_as, version)
+
+
+@lru_cache(maxsize=64)
+def _check(path: str, role_name: str, shown_as: str | None, version: object) -> DatabaseInfo:
+    role = ROLES[role_name]
     name = shown_as or path
     try:
         meta = check_mmdb(path)
