@@ -39,11 +39,6 @@ class EnrichmentConfig:
     tor_exit_list: str | None = None
     tor_refresh_seconds: float = 3600.0
 
-    def any(self) -> bool:
-        return any(
-            (self.geoip_city_db, self.geoip_country_db, self.geoip_asn_db, self.tor_exit_list)
-        )
-
 
 @dataclass
 class Enrichment:
