@@ -13,9 +13,9 @@ pytestmark = pytest.mark.spark
 
 def test_demo_prints_every_query_and_the_attack(spark, tmp_path, capsys):
     out = tmp_path / "sample"
-    assert main(["demo", "--out", str(out), "--events", "3000", "--database", "demo"]) == 0
+    assert main(["demo", "--out", str(out), "--events", "1000", "--database", "demo"]) == 0
     printed = capsys.readouterr().out
-    assert "events in new files: 3,000" in printed
+    assert "events in new files: 1,000" in printed
     for path in query_files():
         assert f"## {path.name}" in printed
     changes = printed.split("## logging_and_iam_changes.sql")[1].split("## ")[0]

@@ -49,7 +49,7 @@ def _sql(spark, query: str):
 
 def test_enrich_is_incremental_and_follows_source_changes(spark, tmp_path):
     logs = tmp_path / "logs"
-    summary = write_sample(str(logs), SampleSpec(events=1500, days=2))
+    summary = write_sample(str(logs), SampleSpec(events=600, days=1))
     create_cloudtrail_tables(spark, str(logs / "AWSLogs"), DB)
     session = spark.newSession()
     enrichment = register_udfs(session, _sample_config(logs), refresh=False)

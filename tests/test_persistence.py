@@ -60,9 +60,9 @@ def workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     logs, work = root / "logs", root / "work"
     work.mkdir()
-    run([*LOADER, "generate-sample", "--out", str(logs), "--events", "3000", "--days", "2"], root)
+    run([*LOADER, "generate-sample", "--out", str(logs), "--events", "1000", "--days", "1"], root)
     created = run([*LOADER, "create-hive-table", "--source", str(logs), *SPARK, *JVM], work)
-    assert "events in new files: 3,000" in created.stdout
+    assert "events in new files: 1,000" in created.stdout
     return logs, work
 
 
@@ -77,7 +77,7 @@ def test_tables_persist_and_spark_sql_queries_the_enriched_view(workdir):
         "GROUP BY 1, 2;",
         work,
     )
-    assert rows == ["3000\t2", "Sweden\tForeningen for digitala fri\t8"]
+    assert rows == ["1000\t2", "Sweden\tForeningen for digitala fri\t8"]
 
 
 def _free_port() -> int:
