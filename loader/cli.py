@@ -127,6 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     _common_options(serve)
     _spark_options(serve)
     serve.set_defaults(handler=_serve)
+
+    validate = commands.add_parser(
+        "validate",
+        help="check rule files (no JVM): header keys, SQL, columns, functions",
+        description="Check every rule under PATHS (files or folders of .sql files; default: "
+        "the bundled sql/alerts and sql/profiles) and report every problem as "
+        "path:line:col: message. Exits non-zero when there is any.",
+    )
+    validate.add_argument("paths", nargs="*", metavar="PATH", help="rule files or folders")
+    _common_options(validate)
+    validate.set_defaults(handler=_validate)
     return parser
 
 
@@ -189,6 +200,18 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from loader.serve import serve
 
     return serve(settings)
+
+
+def _validate(args: argparse.Namespace, settings: Settings) -> int:
+    from loader.rules.validate import BUNDLED, load_rules
+
+    paths = args.paths or [str(p) for p in BUNDLED]
+    rules, problems = load_rules(paths)
+    for problem in sorted(problems):
+        print(problem)
+    verdict = f"{len(problems)} problem(s)" if problems else "no problems"
+    print(f"{len(rules)} rule file(s) checked: {verdict}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,1 @@
+"""Detection rules: one SQL file each, metadata in a leading comment block."""

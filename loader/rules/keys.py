@@ -1,0 +1,103 @@
+"""Every key of a rule's header, defined once: what it means, for which kind, its values.
+
+The README's table of header keys is generated from these definitions' ``doc`` (and a test
+keeps the two identical).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from loader.durations import parse_duration
+from loader.errors import ConfigError
+
+KINDS = ("alert", "profile")
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class BadValue(ValueError):
+    """A header value that does not fit its key; the message says what would."""
+
+
+def _name(text: str) -> str:
+    if not _NAME.match(text):
+        raise BadValue("use lower-case letters, digits and underscores, starting with a letter")
+    return text
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text.lower() not in options:
+            raise BadValue(f"expected one of {', '.join(options)}")
+        return text.lower()
+
+    return parse
+
+
+def _text(text: str) -> str:
+    if not text.strip():
+        raise BadValue("must not be empty")
+    return text.strip()
+
+
+def _column(text: str) -> str:
+    if not _COLUMN.match(text):
+        raise BadValue("expected the name of a column of the query's result")
+    return text
+
+
+def _columns(text: str) -> tuple[str, ...]:
+    return tuple(_column(part.strip()) for part in text.split(","))
+
+
+def _duration(text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ConfigError as exc:
+        raise BadValue("expected a duration such as 30m, 24 hours or 14 days") from exc
+    return seconds
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise BadValue("expected a whole number of at least 1")
+    return int(text)
+
+
+def _tags(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    kinds: tuple[str, ...]
+    parse: Callable[[str], Any]
+    doc: str
+    required: tuple[str, ...] = ()  # the kinds for which it must be given
+    default: Any = None
+
+
+KEYS: dict[str, Key] = {
+    key.name: key
+    for key in (
+        Key("name", KINDS, _name, "the rule's name; must equal the file name without .sql", KINDS),
+        Key("kind", KINDS, _choice(KINDS), "`alert` (each row is an alert) or `profile` (alert on a value new for its entity)", KINDS),
+        Key("description", KINDS, _text, "what the rule detects, one sentence", KINDS),
+        Key("severity", KINDS, _choice(SEVERITIES), "info, low, medium, high or critical", KINDS),
+        Key("entity", KINDS, _column, "result column naming who or what acted (a profile without it is account-wide)"),
+        Key("value", ("profile",), _column, "result column holding the profiled value", ("profile",)),
+        Key("learning", ("profile",), _duration, "no alert while the entity (or, account-wide, the profile) is younger than this", (), 14 * 86400.0),
+        Key("expire", ("profile",), _duration, "a value not seen for this long is forgotten", (), 180 * 86400.0),
+        Key("dedup", KINDS, _duration, "one alert per dedup key within this window", (), 0.0),
+        Key("dedup_key", ("alert",), _columns, "result columns that identify duplicates (default: rule and entity)"),
+        Key("threshold", ("alert",), _positive_int, "alert only when at least this many rows share the entity within `window`"),
+        Key("window", ("alert",), _duration, "the time window of `threshold`"),
+        Key("tags", KINDS, _tags, "comma-separated labels, e.g. MITRE ATT&CK technique ids", (), ()),
+    )
+}  # fmt: skip

@@ -1,0 +1,147 @@
+"""A rule file read into its header values and its SQL, with positions for every error.
+
+Layout::
+
+    /*
+    name: new_country_for_principal
+    kind: profile
+    ...
+    */
+    SELECT ... FROM cloudtrail ...
+
+Problems are collected, not raised one by one, so `validate` reports all of them in one run.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loader.rules.errors import Problem
+from loader.rules.keys import KEYS, KINDS, BadValue
+
+
+@dataclass
+class Rule:
+    """One rule: its header values (defaults filled in) and its query."""
+
+    path: str
+    values: dict[str, Any] = field(default_factory=dict)
+    sql: str = ""
+    sql_offset: int = 0  # where the query starts in the file's text
+    text: str = ""
+    given: set[str] = field(default_factory=set)  # keys written in the header, valid or not
+
+    @property
+    def name(self) -> str:
+        return self.values.get("name") or Path(self.path).stem
+
+    @property
+    def kind(self) -> str | None:
+        return self.values.get("kind")
+
+    def position(self, offset: int) -> tuple[int, int]:
+        """(line, col), 1-based, of a character offset into the query."""
+        absolute = self.sql_offset + offset
+        before = self.text[:absolute]
+        return before.count("\n") + 1, absolute - (before.rfind("\n") + 1) + 1
+
+
+def read_rule(path: str | os.PathLike[str]) -> tuple[Rule, list[Problem]]:
+    """Read a rule file; the problems of its header, if any, come with it."""
+    shown = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return Rule(shown), [Problem(shown, 1, 1, f"cannot read the rule file: {exc}")]
+    rule = Rule(shown, text=text)
+    problems: list[Problem] = []
+    start = len(text) - len(text.lstrip())
+    if not text.startswith("/*", start):
+        line = text[:start].count("\n") + 1
+        problems.append(Problem(shown, line, 1, "a rule starts with its /* ... */ header"))
+        return rule, problems
+    end = text.find("*/", start)
+    if end < 0:
+        problems.append(Problem(shown, 1, 1, "the /* header is never closed with */"))
+        return rule, problems
+    _read_header(rule, text, start + 2, end, problems)
+    body_start = end + 2
+    body = text[body_start:]
+    stripped = body.rstrip().rstrip(";").rstrip()
+    rule.sql_offset = body_start
+    rule.sql = stripped
+    if not stripped.strip():
+        line = text[:body_start].count("\n") + 1
+        problems.append(Problem(shown, line, 1, "no query after the header"))
+    _check_required(rule, problems)
+    return rule, problems
+
+
+def _col(text: str, offset: int) -> int:
+    return offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+def _read_header(rule: Rule, text: str, begin: int, end: int, problems: list[Problem]) -> None:
+    seen: dict[str, int] = {}
+    offset = begin
+    for raw in text[begin:end].split("\n"):
+        segment, offset = offset, offset + len(raw) + 1
+        content = raw.strip()
+        if not content:
+            continue
+        at = segment + raw.index(content[0])
+        line = text.count("\n", 0, at) + 1
+        where = (rule.path, line, _col(text, at))
+        key, sep, value = content.partition(":")
+        key = key.strip()
+        if not sep:
+            problems.append(Problem(*where, f"expected 'key: value', got {content[:60]!r}"))
+            continue
+        definition = KEYS.get(key)
+        if definition is None:
+            hint = difflib.get_close_matches(key, list(KEYS), n=1)
+            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+            problems.append(Problem(*where, f"unknown header key '{key}'{suggestion}"))
+            continue
+        if key in seen:
+            problems.append(Problem(*where, f"'{key}' given twice (first on line {seen[key]})"))
+            continue
+        seen[key] = line
+        rule.given.add(key)
+        value_at = at + content.index(":") + 1 + (len(value) - len(value.lstrip()))
+        try:
+            rule.values[key] = definition.parse(value.strip())
+        except BadValue as exc:
+            problems.append(
+                Problem(rule.path, line, _col(text, value_at), f"{key}: {value.strip()!r}: {exc}")
+            )
+
+
+def _check_required(rule: Rule, problems: list[Problem]) -> None:
+    kind = rule.values.get("kind")
+    for key in KEYS.values():
+        if key.name not in rule.given and (key.required == KINDS or kind in key.required):
+            problems.append(Problem(rule.path, 1, 1, f"the header has no '{key.name}'"))
+        elif key.name in rule.values and kind and kind not in key.kinds:
+            problems.append(
+                Problem(rule.path, 1, 1, f"'{key.name}' does not apply to a rule of kind {kind}")
+            )
+    if "name" in rule.values and rule.values["name"] != Path(rule.path).stem:
+        problems.append(
+            Problem(
+                rule.path,
+                1,
+                1,
+                f"name '{rule.values['name']}' differs from the file name "
+                f"'{Path(rule.path).stem}' (rename one of them)",
+            )
+        )
+    if "threshold" in rule.values and "window" not in rule.values:
+        problems.append(Problem(rule.path, 1, 1, "'threshold' needs a 'window'"))
+    for key in KEYS.values():
+        if key.name not in rule.values and key.default is not None and kind in key.kinds:
+            rule.values[key.name] = key.default
