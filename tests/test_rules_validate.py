@@ -138,3 +138,18 @@ def test_every_header_key_is_documented_in_the_readme():
     readme = (REPO / "README.md").read_text()
     for key in KEYS.values():
         assert f"| `{key.name}` | {key.doc} |" in readme, key.name
+
+
+def test_validate_loads_no_spark_pandas_or_boto3():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from loader.cli import main; main(['validate', 'tests/rules']); "
+        "print(sorted(m for m in ('pyspark', 'pandas', 'boto3', 'geoip2', 'py4j') "
+        "if m in sys.modules))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout + proc.stderr
