@@ -1,0 +1,1 @@
+"""Alerts: their row model, and (later) deduplication and delivery."""

@@ -1,0 +1,185 @@
+"""Batch evaluation of rules: each rule's result turned into alert rows.
+
+- ``alert`` rules: every result row is an alert; with ``threshold``/``window``, a row alerts
+  when at least ``threshold`` rows of its entity fall within ``window`` up to it.
+- ``profile`` rules: an observation (entity, value, event) alerts when the value was never seen
+  for the entity before, or not within ``expire``; nothing alerts while the entity (or, for an
+  account-wide profile, the whole profile) is within ``learning`` of its first observation.
+  Events are ordered by (eventTime, eventID), so the alerts are those a time-ordered live run
+  would raise.
+- ``dedup``: one alert per dedup key (default: the entity) within the window, greedily in time.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from loader.alerts.model import ALERT_COLUMNS, SOURCES, alert_id_sql
+from loader.rules.model import Rule
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+RECENT_VALUES = 5
+
+
+def _quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _column(columns: list[str], name: str | None) -> str | None:
+    """The result's own spelling of ``name`` (Spark resolves names case-insensitively)."""
+    if name is None:
+        return None
+    return next((c for c in columns if c.lower() == name.lower()), None)
+
+
+def rule_alerts(spark: SparkSession, rule: Rule, batch_id: int = 0) -> DataFrame:
+    """The alert rows ``rule`` raises over the relation ``cloudtrail`` of ``spark``."""
+    result = spark.sql(rule.sql)
+    columns = result.columns
+    view = f"__rule_{rule.name}"
+    result.createOrReplaceTempView(view)
+    entity = _column(columns, rule.values.get("entity"))
+    entity_sql = f"CAST({_quote(entity)} AS STRING)" if entity else "CAST(NULL AS STRING)"
+    originals = ", ".join(_quote(c) for c in columns)
+    observed = f"SELECT *, {entity_sql} AS __entity FROM {view}"
+    if rule.kind == "profile":
+        frame = spark.sql(_profile_sql(rule, columns, observed, originals, entity is not None))
+    elif rule.values.get("threshold"):
+        frame = spark.sql(_threshold_sql(rule, observed, originals, entity is not None))
+    else:
+        frame = spark.sql(
+            f"SELECT *, CAST(NULL AS STRING) AS __value, to_json(struct({originals})) AS __details "
+            f"FROM ({observed})"
+        )
+    window = float(rule.values.get("dedup") or 0)
+    if rule.values.get("threshold"):
+        window = max(window, float(rule.values["window"]))
+    if window > 0:
+        frame = _dedup(frame, rule, columns, window)
+    return _alert_rows(spark, frame, rule, columns, batch_id)
+
+
+def _profile_sql(
+    rule: Rule, columns: list[str], observed: str, originals: str, per_entity: bool
+) -> str:
+    value = _quote(_column(columns, rule.values["value"]) or rule.values["value"])
+    learning = int(rule.values["learning"])
+    expire = int(rule.values["expire"])
+    keep = "__entity IS NOT NULL AND " if per_entity else ""
+    scope = "PARTITION BY __entity" if per_entity else ""
+    return f"""
+WITH obs AS (
+  SELECT *, CAST({value} AS STRING) AS __value
+  FROM ({observed}) WHERE {keep}{value} IS NOT NULL AND eventTime IS NOT NULL
+), ordered AS (
+  SELECT *,
+    lag(eventTime) OVER (PARTITION BY __entity, __value ORDER BY eventTime, eventID) AS __prev,
+    min(eventTime) OVER ({scope}) AS __start
+  FROM obs
+), firsts AS (
+  SELECT __entity AS f_entity, __value AS f_value, eventTime AS f_time FROM ordered
+  WHERE __prev IS NULL
+), news AS (
+  SELECT * FROM ordered
+  WHERE (__prev IS NULL OR eventTime > __prev + INTERVAL {expire} SECONDS)
+    AND eventTime >= __start + INTERVAL {learning} SECONDS
+)
+SELECT n.*, to_json(named_struct(
+    'event', struct({", ".join("n." + c for c in originals.split(", "))}),
+    'first_time_seen', n.__prev IS NULL,
+    'last_seen_before', n.__prev,
+    'values_before', count(f.f_value),
+    'recent_values', slice(transform(array_sort(collect_list(named_struct('t', f.f_time,
+        'v', f.f_value)), (a, b) -> CASE WHEN a.t > b.t THEN -1 WHEN a.t < b.t THEN 1 ELSE 0 END),
+        x -> x.v), 1, {RECENT_VALUES})
+  )) AS __details
+FROM news n
+LEFT JOIN firsts f
+  ON f.f_entity <=> n.__entity AND f.f_time < n.eventTime AND f.f_value <> n.__value
+GROUP BY ALL
+"""
+
+
+def _threshold_sql(rule: Rule, observed: str, originals: str, per_entity: bool) -> str:
+    window = int(rule.values["window"])
+    scope = "PARTITION BY __entity" if per_entity else ""
+    return f"""
+SELECT *, CAST(NULL AS STRING) AS __value,
+  to_json(named_struct('event', struct({originals}), 'events_in_window', __n,
+    'window_seconds', {window})) AS __details
+FROM (
+  SELECT *, count(*) OVER ({scope} ORDER BY eventTime
+    RANGE BETWEEN INTERVAL {window} SECONDS PRECEDING AND CURRENT ROW) AS __n
+  FROM ({observed}) WHERE eventTime IS NOT NULL
+) WHERE __n >= {int(rule.values["threshold"])}
+"""
+
+
+def _dedup(frame: DataFrame, rule: Rule, columns: list[str], window: float) -> DataFrame:
+    """Keep an alert unless one with the same key was kept less than ``window`` before."""
+    keys = [_column(columns, k) or k for k in rule.values.get("dedup_key") or ()]
+    key_sql = (
+        "concat_ws('|', " + ", ".join(f"CAST({_quote(k)} AS STRING)" for k in keys) + ")"
+        if keys
+        else "coalesce(__entity, '')"
+    )
+    keyed = frame.selectExpr("*", f"{key_sql} AS __dedup_key")
+    schema = keyed.schema
+
+    def greedy(rows):  # type: ignore[no-untyped-def]
+        rows = rows.sort_values(["eventTime", "eventID"], kind="stable")
+        kept, last = [], None
+        for index, moment in zip(rows.index, rows["eventTime"], strict=True):
+            if last is None or (moment - last).total_seconds() >= window:
+                kept.append(index)
+                last = moment
+        return rows.loc[kept]
+
+    return keyed.groupBy("__dedup_key").applyInPandas(greedy, schema)
+
+
+def _alert_rows(
+    spark: SparkSession, frame: DataFrame, rule: Rule, columns: list[str], batch_id: int
+) -> DataFrame:
+    view = f"__alerts_{rule.name}"
+    frame.createOrReplaceTempView(view)
+    sources = {
+        field: next((_quote(c) for n in names if (c := _column(columns, n))), "NULL")
+        for field, names in SOURCES.items()
+    }
+    title = (
+        f"concat_ws(' ', {_string(rule.name + ':')}, __entity, "
+        + (
+            f"{_string('new ' + rule.values['value'])}, __value"
+            if rule.kind == "profile"
+            else "NULL"
+        )
+        + ")"
+    )
+    select = {
+        "alert_id": alert_id_sql(rule.name, "__entity", "__value"),
+        "rule": _string(rule.name),
+        "kind": _string(rule.kind or "alert"),
+        "severity": _string(rule.values.get("severity", "medium")),
+        "event_id": "CAST(eventID AS STRING)",
+        "event_time": "CAST(eventTime AS TIMESTAMP)",
+        "entity": "__entity",
+        "value": "__value",
+        "account": f"CAST({sources['account']} AS STRING)",
+        "region": f"CAST({sources['region']} AS STRING)",
+        "source_ip": f"CAST({sources['source_ip']} AS STRING)",
+        "title": title,
+        "details": "__details",
+        "batch_id": f"CAST({int(batch_id)} AS BIGINT)",
+        "created_at": "current_timestamp()",
+    }
+    assert list(select) == [name for name, _ in ALERT_COLUMNS]
+    return spark.sql(
+        "SELECT " + ", ".join(f"{sql} AS {name}" for name, sql in select.items()) + f" FROM {view}"
+    )
