@@ -138,6 +138,30 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("paths", nargs="*", metavar="PATH", help="rule files or folders")
     _common_options(validate)
     validate.set_defaults(handler=_validate)
+
+    detect = commands.add_parser(
+        "detect",
+        help="run every rule over history in batch (backtest) into security.alerts",
+        description="Evaluate the rules over the events of a table or a folder of logs, in "
+        "time order, as a live run would have; append new alerts to security.alerts and print "
+        "a summary per rule. Rules are validated first.",
+    )
+    where = detect.add_mutually_exclusive_group()
+    where.add_argument("--table", help="events table or view (default: DATABASE.cloudtrail)")
+    where.add_argument(
+        "--source", help="a folder or s3:// prefix of CloudTrail logs, read directly"
+    )
+    detect.add_argument("--since", help="first event time, e.g. 2024-03-01 or 2024-03-01T12:00:00")
+    detect.add_argument("--until", help="end (exclusive) of the event times")
+    detect.add_argument(
+        "--rules", nargs="+", metavar="DIR", help="rule folders or files (default: bundled)"
+    )
+    detect.add_argument("--output", metavar="FILE", help="also write the alerts as JSON lines")
+    detect.add_argument("--database", help="database of security.alerts (security)")
+    _enrichment_options(detect)
+    _common_options(detect)
+    _spark_options(detect)
+    detect.set_defaults(handler=_detect)
     return parser
 
 
@@ -212,6 +236,31 @@ def _validate(args: argparse.Namespace, settings: Settings) -> int:
     verdict = f"{len(problems)} problem(s)" if problems else "no problems"
     print(f"{len(rules)} rule file(s) checked: {verdict}", file=sys.stderr)
     return 1 if problems else 0
+
+
+def _detect(args: argparse.Namespace, settings: Settings) -> int:
+    from loader.enrichment import preflight, register
+    from loader.rules.detect import detect, events_relation, source_events
+    from loader.rules.errors import RuleError
+    from loader.rules.validate import BUNDLED, load_rules
+    from loader.session import build_session
+
+    rules, problems = load_rules(args.rules or [str(p) for p in BUNDLED])
+    if problems:
+        raise RuleError(problems)
+    preflight(settings)
+    spark = build_session(settings, "tsa detect")
+    register(spark, settings, refresh=False)
+    if args.source:
+        events = source_events(spark, args.source)
+        events.createOrReplaceTempView("__detect_events")
+        events = events_relation(spark, "__detect_events", args.since, args.until)
+    else:
+        table = args.table or f"{settings.database}.cloudtrail"
+        events = events_relation(spark, table, args.since, args.until)
+    report = detect(spark, rules, events, settings.database, args.output)
+    print(report.render())
+    return 1 if report.failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

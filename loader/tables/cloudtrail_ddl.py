@@ -98,12 +98,14 @@ class ViewDef:
         )
 
 
-def _events_from(db: str, table: str, fields: Sequence[Field]) -> str:
+def _events_from(
+    relation: str, fields: Sequence[Field], file_path: str = "_metadata.file_path"
+) -> str:
     return (
         "SELECT account, region, dt, source_file, raw_json, "
         f"from_json(raw_json, {sql_string(json_schema(tuple(fields)))}) AS e "
-        "FROM (SELECT account, region, dt, _metadata.file_path AS source_file, Records "
-        f"FROM {db}.{table}) LATERAL VIEW explode(Records) r AS raw_json"
+        f"FROM (SELECT account, region, dt, {file_path} AS source_file, Records "
+        f"FROM {relation}) LATERAL VIEW explode(Records) r AS raw_json"
     )
 
 
@@ -123,12 +125,18 @@ def _is_insight() -> str:
     )
 
 
-def events_view(db: str) -> ViewDef:
-    query = (
+def events_query(raw_relation: str, file_path: str = "_metadata.file_path") -> str:
+    """The events of a raw relation (Records ARRAY<STRING> plus account, region, dt); a
+    relation that is not a file table names the column holding each row's file."""
+    return (
         f"SELECT\n  {_select_list(EVENT_FIELDS)}\n"
-        f"FROM ({_events_from(db, RAW_TABLE, EVENT_FIELDS)})\n"
+        f"FROM ({_events_from(raw_relation, EVENT_FIELDS, file_path)})\n"
         f"WHERE NOT ({_is_insight()})"
     )
+
+
+def events_view(db: str) -> ViewDef:
+    query = events_query(f"{db}.{RAW_TABLE}")
     comment = "CloudTrail events, one row per event, typed; raw_json keeps all"
     return ViewDef(check_identifier(db), EVENTS_VIEW, comment, query)
 
@@ -137,8 +145,8 @@ def insights_view(db: str) -> ViewDef:
     """Insights events from the CloudTrail-Insight folders, and any found among normal logs."""
     check_identifier(db)
     union = (
-        f"{_events_from(db, INSIGHTS_RAW_TABLE, INSIGHT_FIELDS)}\nUNION ALL\n"
-        f"{_events_from(db, RAW_TABLE, INSIGHT_FIELDS)}"
+        f"{_events_from(f'{db}.{INSIGHTS_RAW_TABLE}', INSIGHT_FIELDS)}\nUNION ALL\n"
+        f"{_events_from(f'{db}.{RAW_TABLE}', INSIGHT_FIELDS)}"
     )
     query = f"SELECT\n  {_select_list(INSIGHT_FIELDS)}\nFROM ({union})\nWHERE {_is_insight()}"
     return ViewDef(db, INSIGHTS_VIEW, "CloudTrail Insights events", query)
