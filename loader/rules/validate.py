@@ -200,7 +200,7 @@ def _check_outputs(checker: _Checker, tree: Any) -> None:
     outputs = {name.lower() for name in tree.named_selects}
     wanted = [(k, v) for k in ("entity", "value") if isinstance(v := rule.values.get(k), str)]
     wanted += [("dedup_key", v) for v in rule.values.get("dedup_key") or ()]
-    wanted += [("required", v) for v in REQUIRED_OUTPUT if "threshold" not in rule.values]
+    wanted += [("required", v) for v in REQUIRED_OUTPUT]
     for key, column in wanted:
         if column.lower() not in outputs:
             why = "every alert points to its event" if key == "required" else f"'{key}' names it"
