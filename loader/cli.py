@@ -162,6 +162,19 @@ def build_parser() -> argparse.ArgumentParser:
     _common_options(detect)
     _spark_options(detect)
     detect.set_defaults(handler=_detect)
+
+    test_rules = commands.add_parser(
+        "test-rules",
+        help="run the cases in each rule's sibling NAME.test.json",
+        description="Validate the rules under PATHS (default: bundled), then run every case of "
+        "their sibling NAME.test.json files. Without GeoIP/Tor flags the sample's databases "
+        "and Tor list are used, so the tests are self-contained.",
+    )
+    test_rules.add_argument("paths", nargs="*", metavar="PATH", help="rule files or folders")
+    _enrichment_options(test_rules)
+    _common_options(test_rules)
+    _spark_options(test_rules)
+    test_rules.set_defaults(handler=_test_rules)
     return parser
 
 
@@ -259,6 +272,34 @@ def _detect(args: argparse.Namespace, settings: Settings) -> int:
         table = args.table or f"{settings.database}.cloudtrail"
         events = events_relation(spark, table, args.since, args.until)
     report = detect(spark, rules, events, settings.database, args.output)
+    print(report.render())
+    return 1 if report.failed else 0
+
+
+def _test_rules(args: argparse.Namespace, settings: Settings) -> int:
+    import datetime as dt
+    import tempfile
+
+    from loader.enrichment import preflight, register, with_sample_sources
+    from loader.rules.errors import RuleError
+    from loader.rules.ruletests import run_rule_tests
+    from loader.rules.validate import BUNDLED, load_rules
+    from loader.sample.enrichment_data import write_enrichment_data
+    from loader.sample.generate import DEFAULT_END
+    from loader.session import build_session
+
+    rules, problems = load_rules(args.paths or [str(p) for p in BUNDLED])
+    if problems:
+        raise RuleError(problems)
+    with tempfile.TemporaryDirectory(prefix="tsa-rule-tests-") as sample:
+        write_enrichment_data(sample, dt.date.fromisoformat(DEFAULT_END))
+        with_sample_sources(settings, sample)
+        preflight(settings)
+        spark = build_session(settings, "tsa test-rules")
+        register(spark, settings, refresh=False)
+        report, problems = run_rule_tests(spark, rules)
+    if problems:
+        raise RuleError(problems)
     print(report.render())
     return 1 if report.failed else 0
 

@@ -1,0 +1,144 @@
+"""Rule tests: a sibling ``NAME.test.json`` beside each rule, with cases of CloudTrail events
+and how many alerts each case must raise, run by pytest and by ``python -m loader test-rules``.
+
+    {"cases": [
+      {"name": "root signs in", "alerts": 1, "events": [{...a CloudTrail event...}]},
+      {"name": "an IAM user signs in", "alerts": 0, "events": [{...}]}
+    ]}
+
+A case may also list the alerts it expects exactly: ``"expect": [{"entity": "...",
+"value": "..."}]``. Events go through the same typing as the ``cloudtrail`` view (they are
+stored as raw JSON and parsed by the view's SQL), so a rule sees in a test what it sees in
+production. Unless GeoIP/Tor sources are given, the sample's databases and Tor list are used:
+test events take their addresses from the sample's networks (see the README).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loader.rules.errors import Problem
+from loader.rules.model import Rule
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+SUFFIX = ".test.json"
+
+
+@dataclass
+class Case:
+    name: str
+    events: list[dict[str, Any]]
+    alerts: int
+    expect: list[dict[str, Any]] | None = None
+
+
+@dataclass
+class CaseResult:
+    rule: str
+    case: str
+    passed: bool
+    detail: str = ""
+
+
+@dataclass
+class TestReport:
+    results: list[CaseResult] = field(default_factory=list)
+    untested: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[CaseResult]:
+        return [r for r in self.results if not r.passed]
+
+    def render(self) -> str:
+        lines = [
+            f"{'PASS' if r.passed else 'FAIL'} {r.rule}: {r.case}"
+            + (f" ({r.detail})" if r.detail else "")
+            for r in self.results
+        ]
+        lines += [f"NO TESTS {name}" for name in self.untested]
+        lines.append(
+            f"{len(self.results) - len(self.failed)} passed, {len(self.failed)} failed, "
+            f"{len(self.untested)} rule(s) without tests"
+        )
+        return "\n".join(lines)
+
+
+def sibling(rule: Rule) -> Path:
+    path = Path(rule.path)
+    return path.with_name(path.stem + SUFFIX)
+
+
+def load_cases(path: Path) -> tuple[list[Case], list[Problem]]:
+    """The cases of a test file; problems (bad JSON, missing keys) located in the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        return [], [Problem(str(path), exc.lineno, exc.colno, f"invalid JSON: {exc.msg}")]
+    cases, problems = [], []
+    raw_cases = data.get("cases") if isinstance(data, dict) else None
+    if not isinstance(raw_cases, list) or not raw_cases:
+        return [], [Problem(str(path), 1, 1, 'expected {"cases": [...]} with at least one case')]
+    for number, raw in enumerate(raw_cases, 1):
+        if not isinstance(raw, dict) or not isinstance(raw.get("events"), list):
+            problems.append(Problem(str(path), 1, 1, f"case {number}: needs an 'events' list"))
+            continue
+        if not isinstance(raw.get("alerts"), int):
+            problems.append(Problem(str(path), 1, 1, f"case {number}: needs 'alerts': a number"))
+            continue
+        name = str(raw.get("name") or f"case {number}")
+        cases.append(Case(name, raw["events"], raw["alerts"], raw.get("expect")))
+    return cases, problems
+
+
+def events_view(
+    spark: SparkSession, events: list[dict[str, Any]], view: str = "cloudtrail"
+) -> None:
+    """Register ``events`` as the relation ``view``, typed exactly like the cloudtrail view."""
+    from loader.tables.cloudtrail_ddl import events_query
+
+    rows = []
+    for index, event in enumerate(events):
+        account = str(event.get("recipientAccountId") or "123456789012")
+        region = str(event.get("awsRegion") or "us-east-1")
+        day = str(event.get("eventTime") or "1970-01-01")[:10]
+        rows.append(([json.dumps(event)], account, region, day, f"test-event-{index}.json"))
+    schema = "Records array<string>, account string, region string, dt string, file_path string"
+    spark.createDataFrame(rows, schema).createOrReplaceTempView("__rule_test_raw")
+    spark.sql(events_query("__rule_test_raw", file_path="file_path")).createOrReplaceTempView(view)
+
+
+def run_case(spark: SparkSession, rule: Rule, case: Case) -> CaseResult:
+    from loader.rules.evaluate import rule_alerts
+
+    events_view(spark, case.events)
+    alerts = [a.asDict() for a in rule_alerts(spark, rule).collect()]
+    got = [{"entity": a["entity"], "value": a["value"]} for a in alerts]
+    if len(alerts) != case.alerts:
+        detail = f"expected {case.alerts} alert(s), got {len(alerts)}: {got}"
+        return CaseResult(rule.name, case.name, False, detail)
+    if case.expect is not None:
+        keys = sorted({key for expected in case.expect for key in expected})
+        wanted = sorted(json.dumps({k: e.get(k) for k in keys}) for e in case.expect)
+        found = sorted(json.dumps({k: a.get(k) for k in keys}, default=str) for a in alerts)
+        if wanted != found:
+            return CaseResult(rule.name, case.name, False, f"expected {case.expect}, got {got}")
+    return CaseResult(rule.name, case.name, True)
+
+
+def run_rule_tests(spark: SparkSession, rules: list[Rule]) -> tuple[TestReport, list[Problem]]:
+    report, problems = TestReport(), []
+    for rule in rules:
+        path = sibling(rule)
+        if not path.exists():
+            report.untested.append(rule.name)
+            continue
+        cases, case_problems = load_cases(path)
+        problems += case_problems
+        for case in cases:
+            report.results.append(run_case(spark, rule, case))
+    return report, problems
