@@ -86,3 +86,7 @@ def test_every_bundled_rule_runs_over_the_real_corpus(spark, corpus_tables):
     # the corpus holds real root console sign-ins (AWS docs, attack simulations)
     assert raised["root_console_login"]
     assert all(a.entity and a.entity.endswith(":root") for a in raised["root_console_login"])
+    # Stratus Red Team's and the docs' StopLogging/DeleteTrail, and LeaveOrganization calls
+    tampering = [json.loads(a.details)["eventName"] for a in raised["cloudtrail_logging_tampered"]]
+    assert tampering and set(tampering) <= {"StopLogging", "DeleteTrail", "PutEventSelectors"}
+    assert raised["organization_leave_attempt"]
