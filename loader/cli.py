@@ -222,13 +222,10 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _enrich(args: argparse.Namespace, settings: Settings) -> int:
-    from loader.enrichment import preflight, register
-    from loader.session import build_session
+    from loader.enrichment import enriched_session
     from loader.tables.enrich import enrich
 
-    preflight(settings)  # a bad setting or database fails before the JVM starts
-    spark = build_session(settings, "tsa enrich")
-    enrichment = register(spark, settings, refresh=False)
+    spark, enrichment = enriched_session(settings, "tsa enrich")
     print(enrich(spark, settings.database, enrichment).render())
     return 0
 
@@ -252,18 +249,12 @@ def _validate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _detect(args: argparse.Namespace, settings: Settings) -> int:
-    from loader.enrichment import preflight, register
+    from loader.enrichment import enriched_session
     from loader.rules.detect import detect, events_relation, source_events
-    from loader.rules.errors import RuleError
-    from loader.rules.validate import BUNDLED, load_rules
-    from loader.session import build_session
+    from loader.rules.validate import load_valid_rules
 
-    rules, problems = load_rules(args.rules or [str(p) for p in BUNDLED])
-    if problems:
-        raise RuleError(problems)
-    preflight(settings)
-    spark = build_session(settings, "tsa detect")
-    register(spark, settings, refresh=False)
+    rules = load_valid_rules(args.rules)
+    spark, _ = enriched_session(settings, "tsa detect")
     if args.source:
         events = source_events(spark, args.source)
         events.createOrReplaceTempView("__detect_events")
@@ -277,26 +268,19 @@ def _detect(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _test_rules(args: argparse.Namespace, settings: Settings) -> int:
-    import datetime as dt
     import tempfile
 
-    from loader.enrichment import preflight, register, with_sample_sources
+    from loader.enrichment import enriched_session, with_sample_sources
     from loader.rules.errors import RuleError
     from loader.rules.ruletests import run_rule_tests
-    from loader.rules.validate import BUNDLED, load_rules
+    from loader.rules.validate import load_valid_rules
     from loader.sample.enrichment_data import write_enrichment_data
-    from loader.sample.generate import DEFAULT_END
-    from loader.session import build_session
 
-    rules, problems = load_rules(args.paths or [str(p) for p in BUNDLED])
-    if problems:
-        raise RuleError(problems)
+    rules = load_valid_rules(args.paths)
     with tempfile.TemporaryDirectory(prefix="tsa-rule-tests-") as sample:
-        write_enrichment_data(sample, dt.date.fromisoformat(DEFAULT_END))
+        write_enrichment_data(sample)
         with_sample_sources(settings, sample)
-        preflight(settings)
-        spark = build_session(settings, "tsa test-rules")
-        register(spark, settings, refresh=False)
+        spark, _ = enriched_session(settings, "tsa test-rules")
         report, problems = run_rule_tests(spark, rules)
     if problems:
         raise RuleError(problems)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from pathlib import Path
 
 from loader.config import Settings
-from loader.enrichment import SAMPLE_FILES, preflight, register, with_sample_sources
+from loader.enrichment import SAMPLE_FILES, enriched_session, with_sample_sources
 from loader.sample.enrichment_data import write_enrichment_data
-from loader.sample.generate import DEFAULT_END, SampleSpec, write_sample
-from loader.session import build_session
+from loader.sample.generate import SampleSpec, write_sample
 from loader.tables.create_cloudtrail import create_cloudtrail_tables
 from loader.tables.enrich import enrich
 
@@ -49,13 +47,12 @@ def run_demo(settings: Settings, out: str = "sample", events: int = 20_000) -> i
     else:
         print(f"using the sample already in {out}/")
         if not os.path.exists(os.path.join(out, SAMPLE_FILES["geoip_city_db"])):
-            write_enrichment_data(out, dt.date.fromisoformat(DEFAULT_END))
+            write_enrichment_data(out)
     with_sample_sources(settings, out)
-    preflight(settings)  # a bad setting or database fails before the JVM starts
-    spark = build_session(settings, "tsa demo")
+    spark, enrichment = enriched_session(settings, "tsa demo")
     logs = os.path.join(out, "AWSLogs")  # not the sample's GeoIP and Tor files beside it
     print(create_cloudtrail_tables(spark, logs, settings.database).render())
-    print(enrich(spark, settings.database, register(spark, settings, refresh=False)).render())
+    print(enrich(spark, settings.database, enrichment).render())
     spark.catalog.setCurrentDatabase(settings.database)
     for path in query_files():
         df = spark.sql(query_text(path))

@@ -50,6 +50,17 @@ def preflight(settings: Settings) -> EnrichmentConfig:
     return config
 
 
+def enriched_session(
+    settings: Settings, app_name: str, refresh: bool = False
+) -> tuple[SparkSession, Enrichment]:
+    """Check the enrichment settings (before any JVM), start the session, register the UDFs."""
+    from loader.session import build_session
+
+    preflight(settings)
+    spark = build_session(settings, app_name)
+    return spark, register(spark, settings, refresh=refresh)
+
+
 def with_sample_sources(settings: Settings, sample: str) -> None:
     """Use the GeoIP databases and Tor list that generate-sample wrote, for every source the
     user did not configure (the demo runs with no MaxMind licence)."""

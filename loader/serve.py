@@ -48,20 +48,17 @@ def _is_loopback(host: str) -> bool:
 
 
 def serve(settings: Settings) -> int:
-    from loader.enrichment import preflight, register
-    from loader.session import build_session
+    from loader.enrichment import enriched_session
 
     host, port = settings.host, settings.port
-    preflight(settings)  # a bad setting or database fails before the JVM starts
-    _check_port_free(host, port)
+    _check_port_free(host, port)  # before the JVM, like the settings checked next
     settings.conf = {
         "spark.sql.hive.thriftServer.singleSession": "true",
         "spark.hadoop.hive.server2.thrift.bind.host": host,
         "spark.hadoop.hive.server2.thrift.port": str(port),
         **settings.conf,
     }
-    spark = build_session(settings, "tsa serve")
-    enrichment = register(spark, settings)
+    spark, enrichment = enriched_session(settings, "tsa serve", refresh=True)
     jvm = spark._jvm
     jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithContext(
         spark._jsparkSession.sqlContext()

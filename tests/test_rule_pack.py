@@ -3,7 +3,6 @@ and every rule running over the real corpus events without error."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shutil
 
@@ -12,7 +11,6 @@ import pytest
 from loader.rules.ruletests import load_cases, run_rule_tests, sibling
 from loader.rules.validate import BUNDLED, load_rules
 from loader.sample.enrichment_data import write_enrichment_data
-from loader.sample.generate import DEFAULT_END
 from tests.corpus import corpus_dir
 from udfs.spark import EnrichmentConfig, register_udfs
 
@@ -37,7 +35,7 @@ def test_bundled_rules_are_valid_and_each_has_firing_and_quiet_cases():
 def sample_session(spark, tmp_path_factory):
     """A session with the sample's GeoIP databases and Tor list, as `test-rules` uses."""
     root = tmp_path_factory.mktemp("rule_sources")
-    city, asn, tor = write_enrichment_data(str(root), dt.date.fromisoformat(DEFAULT_END))
+    city, asn, tor = write_enrichment_data(str(root))
     session = spark.newSession()
     config = EnrichmentConfig(geoip_city_db=city, geoip_asn_db=asn, tor_exit_list=tor)
     register_udfs(session, config, refresh=False)

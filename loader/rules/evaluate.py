@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from loader.alerts.model import ALERT_COLUMNS, SOURCES, alert_id_sql
 from loader.rules.model import Rule
+from loader.tables.cloudtrail_ddl import sql_string
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -25,10 +26,6 @@ RECENT_VALUES = 5
 
 def _quote(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
-
-
-def _string(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _column(columns: list[str], name: str | None) -> str | None:
@@ -49,7 +46,7 @@ def rule_alerts(spark: SparkSession, rule: Rule, batch_id: int = 0) -> DataFrame
     originals = ", ".join(_quote(c) for c in columns)
     observed = f"SELECT *, {entity_sql} AS __entity FROM {view}"
     if rule.kind == "profile":
-        frame = spark.sql(_profile_sql(rule, columns, observed, originals, entity is not None))
+        frame = spark.sql(_profile_sql(rule, columns, observed, entity is not None))
     elif rule.values.get("threshold"):
         frame = spark.sql(_threshold_sql(rule, observed, originals, entity is not None))
     else:
@@ -65,9 +62,7 @@ def rule_alerts(spark: SparkSession, rule: Rule, batch_id: int = 0) -> DataFrame
     return _alert_rows(spark, frame, rule, columns, batch_id)
 
 
-def _profile_sql(
-    rule: Rule, columns: list[str], observed: str, originals: str, per_entity: bool
-) -> str:
+def _profile_sql(rule: Rule, columns: list[str], observed: str, per_entity: bool) -> str:
     value = _quote(_column(columns, rule.values["value"]) or rule.values["value"])
     learning = int(rule.values["learning"])
     expire = int(rule.values["expire"])
@@ -91,7 +86,7 @@ WITH obs AS (
     AND eventTime >= __start + INTERVAL {learning} SECONDS
 )
 SELECT n.*, to_json(named_struct(
-    'event', struct({", ".join("n." + c for c in originals.split(", "))}),
+    'event', struct({", ".join("n." + _quote(c) for c in columns)}),
     'first_time_seen', n.__prev IS NULL,
     'last_seen_before', n.__prev,
     'values_before', count(f.f_value),
@@ -154,9 +149,9 @@ def _alert_rows(
         for field, names in SOURCES.items()
     }
     title = (
-        f"concat_ws(' ', {_string(rule.name + ':')}, __entity, "
+        f"concat_ws(' ', {sql_string(rule.name + ':')}, __entity, "
         + (
-            f"{_string('new ' + rule.values['value'])}, __value"
+            f"{sql_string('new ' + rule.values['value'])}, __value"
             if rule.kind == "profile"
             else "NULL"
         )
@@ -164,9 +159,9 @@ def _alert_rows(
     )
     select = {
         "alert_id": alert_id_sql(rule.name, "__entity", "__value"),
-        "rule": _string(rule.name),
-        "kind": _string(rule.kind or "alert"),
-        "severity": _string(rule.values.get("severity", "medium")),
+        "rule": sql_string(rule.name),
+        "kind": sql_string(rule.kind or "alert"),
+        "severity": sql_string(rule.values.get("severity", "medium")),
         "event_id": "CAST(eventID AS STRING)",
         "event_time": "CAST(eventTime AS TIMESTAMP)",
         "entity": "__entity",

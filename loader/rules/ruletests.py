@@ -95,7 +95,7 @@ def load_cases(path: Path) -> tuple[list[Case], list[Problem]]:
     return cases, problems
 
 
-def events_view(
+def register_events(
     spark: SparkSession, events: list[dict[str, Any]], view: str = "cloudtrail"
 ) -> None:
     """Register ``events`` as the relation ``view``, typed exactly like the cloudtrail view."""
@@ -115,7 +115,7 @@ def events_view(
 def run_case(spark: SparkSession, rule: Rule, case: Case) -> CaseResult:
     from loader.rules.evaluate import rule_alerts
 
-    events_view(spark, case.events)
+    register_events(spark, case.events)
     alerts = [a.asDict() for a in rule_alerts(spark, rule).collect()]
     got = [{"entity": a["entity"], "value": a["value"]} for a in alerts]
     if len(alerts) != case.alerts:

@@ -237,6 +237,20 @@ def rule_files(paths: Iterable[str]) -> list[Path]:
     return found
 
 
+def load_valid_rules(paths: Iterable[str] | None) -> list[Rule]:
+    """The rules under ``paths`` (default: the bundled ones), refusing any problem.
+
+    Raises:
+        RuleError: every problem of every file, located.
+    """
+    from loader.rules.errors import RuleError
+
+    rules, problems = load_rules(paths or [str(p) for p in BUNDLED])
+    if problems:
+        raise RuleError(problems)
+    return rules
+
+
 def load_rules(paths: Iterable[str]) -> tuple[list[Rule], list[Problem]]:
     """Read and validate every rule under ``paths``; names must be unique across them."""
     rules: list[Rule] = []

@@ -13,7 +13,7 @@ import datetime as dt
 import os
 from typing import Any
 
-from loader.sample.generate import ATTACKER_IPS, OFFICE_IPS, TOR_EXIT_IP
+from loader.sample.generate import ATTACKER_IPS, DEFAULT_END, OFFICE_IPS, TOR_EXIT_IP
 
 # network -> (ISO code, country, city or None, AS number, AS organization)
 NETWORKS = {
@@ -85,9 +85,11 @@ def _exit_list(day: dt.date) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_enrichment_data(out: str, last_day: dt.date) -> list[str]:
-    """Write the sample's GeoIP databases and Tor list under ``out``; returns their paths."""
+def write_enrichment_data(out: str, last_day: dt.date | None = None) -> list[str]:
+    """Write the sample's GeoIP databases and Tor list under ``out``; returns their paths.
+    ``last_day`` dates the files (default: the sample's default last day)."""
     _covered()
+    last_day = last_day or dt.date.fromisoformat(DEFAULT_END)
     epoch = int(dt.datetime.combine(last_day, dt.time(), dt.timezone.utc).timestamp())
     cities = {net: _city_record(*facts[:3]) for net, facts in NETWORKS.items()}
     networks = {
