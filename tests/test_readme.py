@@ -42,3 +42,15 @@ def test_every_command_and_config_key_is_documented():
         assert f"`{name}" in README, name
     for key in known_keys():
         assert f"| `{key}` |" in README, key
+
+
+def test_readme_lists_every_bundled_rule_with_its_kind_and_severity():
+    from loader.rules.validate import BUNDLED, load_rules
+
+    rules, _ = load_rules([str(p) for p in BUNDLED])
+    text = README
+    for rule in rules:
+        row = f"| `{rule.name}` | {rule.kind}"
+        assert row in text, f"README's rule pack table lacks {rule.name}"
+        line = next(line for line in text.splitlines() if line.startswith(row))
+        assert f"| {rule.values['severity']} |" in line, rule.name

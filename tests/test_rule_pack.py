@@ -66,8 +66,48 @@ def test_a_wrong_expectation_fails_with_what_was_raised(sample_session, tmp_path
     assert "expected 2 alert(s), got 1" in report.failed[0].detail
 
 
-@pytest.mark.spark
-def test_every_bundled_rule_runs_over_the_real_corpus(spark, corpus_tables):
+# Stratus Red Team's recorded attacks (../shared/corpus/cloudtrail/stratus-red-team): the rule
+# that must fire on each technique's events ...
+STRATUS_FIRES = {
+    "aws.defense-evasion.cloudtrail-delete": "cloudtrail_logging_tampered",
+    "aws.defense-evasion.cloudtrail-event-selectors": "cloudtrail_logging_tampered",
+    "aws.defense-evasion.cloudtrail-stop": "cloudtrail_logging_tampered",
+    "aws.defense-evasion.dns-delete-logs": "dns_query_logging_deleted",
+    "aws.defense-evasion.organizations-leave": "organization_leave_attempt",
+    "aws.defense-evasion.vpc-remove-flow-logs": "vpc_flow_logs_deleted",
+    "aws.execution.ec2-user-data": "ec2_user_data_modified",
+    "aws.discovery.ec2-download-user-data": "unauthorized_api_calls_burst",
+    "aws.credential-access.ec2-get-password-data": "unauthorized_api_calls_burst",
+    "aws.credential-access.secretsmanager-retrieve-secrets": "secrets_bulk_read",
+    "aws.credential-access.secretsmanager-batch-retrieve-secrets": "secrets_bulk_read",
+    "aws.exfiltration.ec2-security-group-open-port-22-ingress": "security_group_opened_to_world",
+    "aws.initial-access.console-login-without-mfa": "console_login_without_mfa",
+    "aws.persistence.iam-backdoor-user": "iam_access_key_created",
+    "aws.persistence.iam-create-admin-user": "iam_admin_policy_attached",
+    "aws.persistence.iam-create-backdoor-role": "iam_admin_policy_attached",
+    "aws.persistence.iam-create-user-login-profile": "login_profile_created_or_modified",
+    "aws.privilege-escalation.iam-update-user-login-profile": "login_profile_created_or_modified",
+    "aws.persistence.lambda-layer-extension": "lambda_layer_added",
+}
+# ... and look-alikes: sharing with one named account is exfiltration, but it is not "public"
+STRATUS_QUIET = {
+    "aws.exfiltration.ec2-share-ami": "ami_made_public",
+    "aws.exfiltration.ec2-share-ebs-snapshot": "snapshot_made_public",
+    "aws.exfiltration.rds-share-snapshot": "snapshot_made_public",
+}
+
+
+def _event_ids(technique: str) -> set[str]:
+    path = corpus_dir("cloudtrail") / "stratus-red-team" / f"{technique}.json"
+    data = json.loads(path.read_text())
+    records = data["Records"] if isinstance(data, dict) else data
+    return {r["eventID"] for r in records}
+
+
+@pytest.fixture(scope="module")
+def corpus_alerts(spark, corpus_tables):
+    """Every bundled rule over the real corpus (MaxMind's test databases, the corpus's Tor
+    lists): rule name -> alert rows."""
     from loader.rules.evaluate import rule_alerts
 
     geoip = corpus_dir("geoip") / "test-data"
@@ -78,13 +118,46 @@ def test_every_bundled_rule_runs_over_the_real_corpus(spark, corpus_tables):
         tor_exit_list=str(corpus_dir("tor")),
     )
     register_udfs(session, config, refresh=False)
-    session.table("corpus.cloudtrail").createOrReplaceTempView("cloudtrail")
+    session.table("corpus.cloudtrail").cache().createOrReplaceTempView("cloudtrail")
     rules, _ = _bundled()
-    raised = {rule.name: rule_alerts(session, rule).collect() for rule in rules}
-    # the corpus holds real root console sign-ins (AWS docs, attack simulations)
-    assert raised["root_console_login"]
-    assert all(a.entity and a.entity.endswith(":root") for a in raised["root_console_login"])
-    # Stratus Red Team's and the docs' StopLogging/DeleteTrail, and LeaveOrganization calls
-    tampering = [json.loads(a.details)["eventName"] for a in raised["cloudtrail_logging_tampered"]]
-    assert tampering and set(tampering) <= {"StopLogging", "DeleteTrail", "PutEventSelectors"}
-    assert raised["organization_leave_attempt"]
+    return {rule.name: rule_alerts(session, rule).collect() for rule in rules}
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("technique", sorted(STRATUS_FIRES))
+def test_each_recorded_attack_fires_its_rule(corpus_alerts, technique):
+    rule = STRATUS_FIRES[technique]
+    fired = {a.event_id for a in corpus_alerts[rule]}
+    assert fired & _event_ids(technique), f"{rule} missed Stratus Red Team's {technique}"
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("technique", sorted(STRATUS_QUIET))
+def test_look_alike_attacks_do_not_fire(corpus_alerts, technique):
+    rule = STRATUS_QUIET[technique]
+    assert not {a.event_id for a in corpus_alerts[rule]} & _event_ids(technique)
+
+
+@pytest.mark.spark
+def test_rules_on_the_corpus_keep_to_their_definition(corpus_alerts):
+    details = {name: [json.loads(a.details) for a in rows] for name, rows in corpus_alerts.items()}
+    # real root console sign-ins (AWS docs, attack simulations); root use covers them
+    assert corpus_alerts["root_console_login"]
+    assert all(a.entity.endswith(":root") for a in corpus_alerts["root_console_login"])
+    root_use = {a.event_id for a in corpus_alerts["root_account_usage"]}
+    assert {a.event_id for a in corpus_alerts["root_console_login"]} <= root_use
+    tampering = {d["eventName"] for d in details["cloudtrail_logging_tampered"]}
+    assert tampering == {"StopLogging", "DeleteTrail", "PutEventSelectors"}
+    # IAM Identity Center's own SAML provider changes are not alerts; CloudFormation's are
+    assert corpus_alerts["saml_provider_changed"]
+    saml = corpus_alerts["saml_provider_changed"]
+    assert not any("AWSServiceRoleForSSO" in a.entity for a in saml)
+    # only world-wide CIDRs, never Panther's 0.0.0.0/16 or a /32
+    assert {d["cidr"].split("/")[1] for d in details["security_group_opened_to_world"]} == {"0"}
+    # exactly one public bucket policy in the corpus (Principal {"AWS": "*"}); the conditioned
+    # Principal * and the CloudTrail service principal are look-alikes
+    assert [d["eventName"] for d in details["s3_bucket_made_public"]] == ["PutBucketPolicy"]
+    assert all(d["mfa_used"] == "No" for d in details["root_console_login"] if d["mfa_used"])
+    # the 2015 account-wide profiles learn, then flag the corpus's many principals and keys
+    assert corpus_alerts["new_principal_arn"] and corpus_alerts["new_access_key"]
+    assert all(a.value.startswith("AKIA") for a in corpus_alerts["new_access_key"])

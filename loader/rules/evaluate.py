@@ -6,8 +6,14 @@
   for the entity before, or not within ``expire``; nothing alerts while the entity (or, for an
   account-wide profile, the whole profile) is within ``learning`` of its first observation.
   Events are ordered by (eventTime, eventID), so the alerts are those a time-ordered live run
-  would raise.
+  would raise. An entity's learning starts at its first row in the rule's result, even a row
+  whose value is NULL (for an account-wide profile, the profile's first row): such rows are not
+  observations, but they say the entity was active, so a rule can profile a few APIs while any
+  call of a principal starts its learning.
 - ``dedup``: one alert per dedup key (default: the entity) within the window, greedily in time.
+
+A ``scope`` expression over the rule's result splits the events into independent runs (rule
+tests use it to evaluate all cases of a rule in one job); by default there is one scope.
 """
 
 from __future__ import annotations
@@ -35,7 +41,9 @@ def _column(columns: list[str], name: str | None) -> str | None:
     return next((c for c in columns if c.lower() == name.lower()), None)
 
 
-def rule_alerts(spark: SparkSession, rule: Rule, batch_id: int = 0) -> DataFrame:
+def rule_alerts(
+    spark: SparkSession, rule: Rule, batch_id: int = 0, scope: str | None = None
+) -> DataFrame:
     """The alert rows ``rule`` raises over the relation ``cloudtrail`` of ``spark``."""
     result = spark.sql(rule.sql)
     columns = result.columns
@@ -44,7 +52,8 @@ def rule_alerts(spark: SparkSession, rule: Rule, batch_id: int = 0) -> DataFrame
     entity = _column(columns, rule.values.get("entity"))
     entity_sql = f"CAST({_quote(entity)} AS STRING)" if entity else "CAST(NULL AS STRING)"
     originals = ", ".join(_quote(c) for c in columns)
-    observed = f"SELECT *, {entity_sql} AS __entity FROM {view}"
+    scope_sql = f"CAST({scope} AS STRING)" if scope else "CAST(NULL AS STRING)"
+    observed = f"SELECT *, {entity_sql} AS __entity, {scope_sql} AS __scope FROM {view}"
     if rule.kind == "profile":
         frame = spark.sql(_profile_sql(rule, columns, observed, entity is not None))
     elif rule.values.get("threshold"):
@@ -67,22 +76,24 @@ def _profile_sql(rule: Rule, columns: list[str], observed: str, per_entity: bool
     learning = int(rule.values["learning"])
     expire = int(rule.values["expire"])
     keep = "__entity IS NOT NULL AND " if per_entity else ""
-    scope = "PARTITION BY __entity" if per_entity else ""
+    scope = "PARTITION BY __scope, __entity" if per_entity else "PARTITION BY __scope"
     return f"""
-WITH obs AS (
+WITH seen AS (
   SELECT *, CAST({value} AS STRING) AS __value
-  FROM ({observed}) WHERE {keep}{value} IS NOT NULL AND eventTime IS NOT NULL
+  FROM ({observed}) WHERE {keep}eventTime IS NOT NULL
 ), ordered AS (
   SELECT *,
-    lag(eventTime) OVER (PARTITION BY __entity, __value ORDER BY eventTime, eventID) AS __prev,
+    lag(eventTime) OVER (PARTITION BY __scope, __entity, __value
+                         ORDER BY eventTime, eventID) AS __prev,
     min(eventTime) OVER ({scope}) AS __start
-  FROM obs
+  FROM seen
 ), firsts AS (
-  SELECT __entity AS f_entity, __value AS f_value, eventTime AS f_time FROM ordered
-  WHERE __prev IS NULL
+  SELECT __scope AS f_scope, __entity AS f_entity, __value AS f_value, eventTime AS f_time
+  FROM ordered
+  WHERE __value IS NOT NULL AND __prev IS NULL
 ), news AS (
   SELECT * FROM ordered
-  WHERE (__prev IS NULL OR eventTime > __prev + INTERVAL {expire} SECONDS)
+  WHERE __value IS NOT NULL AND (__prev IS NULL OR eventTime > __prev + INTERVAL {expire} SECONDS)
     AND eventTime >= __start + INTERVAL {learning} SECONDS
 )
 SELECT n.*, to_json(named_struct(
@@ -96,14 +107,15 @@ SELECT n.*, to_json(named_struct(
   )) AS __details
 FROM news n
 LEFT JOIN firsts f
-  ON f.f_entity <=> n.__entity AND f.f_time < n.eventTime AND f.f_value <> n.__value
+  ON f.f_scope <=> n.__scope AND f.f_entity <=> n.__entity
+    AND f.f_time < n.eventTime AND f.f_value <> n.__value
 GROUP BY ALL
 """
 
 
 def _threshold_sql(rule: Rule, observed: str, originals: str, per_entity: bool) -> str:
     window = int(rule.values["window"])
-    scope = "PARTITION BY __entity" if per_entity else ""
+    scope = "PARTITION BY __scope, __entity" if per_entity else "PARTITION BY __scope"
     return f"""
 SELECT *, CAST(NULL AS STRING) AS __value,
   to_json(named_struct('event', struct({originals}), 'events_in_window', __n,
@@ -136,7 +148,7 @@ def _dedup(frame: DataFrame, rule: Rule, columns: list[str], window: float) -> D
                 last = moment
         return rows.loc[kept]
 
-    return keyed.groupBy("__dedup_key").applyInPandas(greedy, schema)
+    return keyed.groupBy("__scope", "__dedup_key").applyInPandas(greedy, schema)
 
 
 def _alert_rows(

@@ -112,11 +112,7 @@ def register_events(
     spark.sql(events_query("__rule_test_raw", file_path="file_path")).createOrReplaceTempView(view)
 
 
-def run_case(spark: SparkSession, rule: Rule, case: Case) -> CaseResult:
-    from loader.rules.evaluate import rule_alerts
-
-    register_events(spark, case.events)
-    alerts = [a.asDict() for a in rule_alerts(spark, rule).collect()]
+def _check(rule: Rule, case: Case, alerts: list[dict[str, Any]]) -> CaseResult:
     got = [{"entity": a["entity"], "value": a["value"]} for a in alerts]
     if len(alerts) != case.alerts:
         detail = f"expected {case.alerts} alert(s), got {len(alerts)}: {got}"
@@ -130,8 +126,66 @@ def run_case(spark: SparkSession, rule: Rule, case: Case) -> CaseResult:
     return CaseResult(rule.name, case.name, True)
 
 
+def run_case(spark: SparkSession, rule: Rule, case: Case) -> CaseResult:
+    """One case on its own: its events are the whole ``cloudtrail`` relation."""
+    from loader.rules.evaluate import rule_alerts
+
+    register_events(spark, case.events)
+    return _check(rule, case, [a.asDict() for a in rule_alerts(spark, rule).collect()])
+
+
+# Cases run together are told apart by a prefix of their events' eventID: "rule.case§id".
+# Profiles, thresholds and dedup are scoped by that prefix (evaluate's ``scope``), so cases run
+# together give what each gives alone, provided the rule's own query keeps one row per event.
+_MARK = "\u00a7"
+_SCOPE = f"substring_index(eventID, '{_MARK}', 1)"
+
+
+def _row_per_event(rule: Rule) -> bool:
+    """Whether the rule's query maps events to rows one by one (no join, aggregate, window or
+    DISTINCT that could mix events of different cases)."""
+    import sqlglot
+    from sqlglot import expressions as exp
+
+    tree = sqlglot.parse_one(rule.sql, read="spark")
+    mixing = (exp.Join, exp.Group, exp.AggFunc, exp.Window, exp.Distinct)
+    return (
+        not any(tree.find_all(*mixing))
+        and sum(1 for table in tree.find_all(exp.Table) if table.name == "cloudtrail") == 1
+    )
+
+
+def _run_together(spark: SparkSession, batch: list[tuple[Rule, list[Case]]]) -> list[CaseResult]:
+    from loader.rules.evaluate import rule_alerts
+
+    events = []
+    for r, (_, cases) in enumerate(batch):
+        for c, case in enumerate(cases):
+            for event in case.events:
+                events.append({**event, "eventID": f"{r}.{c}{_MARK}{event['eventID']}"})
+    register_events(spark, events)
+    spark.table("cloudtrail").cache()
+    try:
+        results = []
+        for r, (rule, cases) in enumerate(batch):
+            by_case: dict[str, list[dict[str, Any]]] = {}
+            for alert in rule_alerts(spark, rule, scope=_SCOPE).collect():
+                row = alert.asDict()
+                case_id, _, row["event_id"] = (row["event_id"] or "").partition(_MARK)
+                by_case.setdefault(case_id, []).append(row)
+            results += [
+                _check(rule, case, by_case.get(f"{r}.{c}", [])) for c, case in enumerate(cases)
+            ]
+        return results
+    finally:
+        spark.catalog.uncacheTable("cloudtrail")
+
+
 def run_rule_tests(spark: SparkSession, rules: list[Rule]) -> tuple[TestReport, list[Problem]]:
+    """Every case of every rule. Cases of rules that keep one row per event (most) run together
+    in one Spark job per rule; the others run case by case."""
     report, problems = TestReport(), []
+    together, alone = [], []
     for rule in rules:
         path = sibling(rule)
         if not path.exists():
@@ -139,6 +193,10 @@ def run_rule_tests(spark: SparkSession, rules: list[Rule]) -> tuple[TestReport, 
             continue
         cases, case_problems = load_cases(path)
         problems += case_problems
-        for case in cases:
-            report.results.append(run_case(spark, rule, case))
+        identified = all(isinstance(e.get("eventID"), str) for c in cases for e in c.events)
+        (together if identified and _row_per_event(rule) else alone).append((rule, cases))
+    if together:
+        report.results += _run_together(spark, together)
+    for rule, cases in alone:
+        report.results += [run_case(spark, rule, case) for case in cases]
     return report, problems

@@ -6,7 +6,7 @@ severity: critical
 entity: principal
 tags: T1098.001
 */
-SELECT coalesce(userIdentity.arn, concat('arn:aws:iam::', recipientAccountId, ':root')) AS principal,
+SELECT coalesce(nullif(userIdentity.arn, ''), concat('arn:aws:iam::', recipientAccountId, ':root')) AS principal,
        get_json_object(responseElements, '$.accessKey.accessKeyId') AS access_key,
        eventID, eventTime, sourceIPAddress, recipientAccountId, awsRegion
 FROM cloudtrail

@@ -7,7 +7,7 @@ entity: principal
 dedup: 1 hour
 tags: T1078.004
 */
-SELECT coalesce(userIdentity.arn, concat('arn:aws:iam::', recipientAccountId, ':root')) AS principal,
+SELECT coalesce(nullif(userIdentity.arn, ''), concat('arn:aws:iam::', recipientAccountId, ':root')) AS principal,
        eventID, eventTime, sourceIPAddress, userAgent, recipientAccountId, awsRegion,
        get_json_object(additionalEventData, '$.MFAUsed') AS mfa_used
 FROM cloudtrail
