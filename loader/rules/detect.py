@@ -18,6 +18,7 @@ from loader.alerts.model import ALERTS_TABLE, create_alerts_table
 from loader.errors import TsaError
 from loader.rules.evaluate import rule_alerts
 from loader.rules.model import Rule
+from loader.rules.validate import columns_used
 from loader.tables.catalog import run_statements
 from loader.tables.cloudtrail_ddl import check_identifier, create_database, sql_string
 
@@ -121,6 +122,9 @@ def detect(
     from pyspark.storagelevel import StorageLevel
 
     db = check_identifier(database)
+    used = columns_used(rules)
+    if used is not None:  # keep only what the rules read: raw_json alone is most of the bytes
+        events = events.select(*[c for c in events.columns if c.lower() in used])
     events = events.persist(StorageLevel.MEMORY_AND_DISK)
     events.createOrReplaceTempView("cloudtrail")
     count = events.count()

@@ -226,6 +226,28 @@ def validate_rule(rule: Rule) -> list[Problem]:
     return checker.problems
 
 
+def columns_used(rules: Iterable[Rule]) -> set[str] | None:
+    """The event columns (lower case) the rules' queries read, so callers can drop the rest
+    (``raw_json`` above all) before caching events; None when a query selects ``*``."""
+    import sqlglot
+
+    exp = _exp()
+    columns = event_columns()
+    used = {c.lower() for c in REQUIRED_OUTPUT}
+    for rule in rules:
+        tree = sqlglot.parse_one(rule.sql, read="spark")
+        if any(True for _ in tree.find_all(exp.Star)):
+            return None
+        relations, _ = _local_names(tree)
+        for column in tree.find_all(exp.Column):
+            parts = _field_path(column)
+            if len(parts) > 1 and parts[0].name.lower() in relations | {EVENTS}:
+                parts = parts[1:]
+            if parts[0].name.lower() in columns:
+                used.add(parts[0].name.lower())
+    return used
+
+
 def rule_files(paths: Iterable[str]) -> list[Path]:
     """The .sql files named, or found under the folders named, in a stable order."""
     found: list[Path] = []
