@@ -25,6 +25,10 @@ def reference_logs(events: int, seed: int = 42) -> Path:
         )
         print(f"generated {summary.render()} in {time.monotonic() - started:.0f} s")
         marker.write_text("ok")
+    if not (out / "geoip").is_dir():  # sets generated before the sample had enrichment files
+        from loader.sample.enrichment_data import write_enrichment_data
+
+        write_enrichment_data(str(out))
     return out
 
 

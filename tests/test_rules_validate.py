@@ -153,3 +153,30 @@ def test_validate_loads_no_spark_pandas_or_boto3():
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout + proc.stderr
+
+
+def test_columns_used_are_what_detect_keeps_in_memory(tmp_path):
+    from loader.rules.validate import columns_used
+
+    good = _write(tmp_path, "new_country", HEADER.format(name="new_country") + GOOD_BODY)
+    cte = _write(
+        tmp_path,
+        "cte_rule",
+        HEADER.format(name="cte_rule")
+        + "WITH c AS (SELECT cloudtrail.userIdentity.arn AS principal_arn, errorCode,\n"
+        "  geoip_country(sourceIPAddress) AS country, eventID, eventTime FROM cloudtrail)\n"
+        "SELECT principal_arn, country, eventID, eventTime FROM c WHERE errorCode IS NULL\n",
+    )
+    rules, problems = load_rules([str(good), str(cte)])
+    assert problems == []
+    assert columns_used(rules) == {
+        "useridentity", "sourceipaddress", "eventid", "eventtime", "errorcode",
+    }  # fmt: skip
+    star = _write(
+        tmp_path,
+        "star_rule",
+        HEADER.format(name="star_rule").replace("principal_arn", "userIdentity")
+        + "SELECT *, geoip_country(sourceIPAddress) AS country FROM cloudtrail\n",
+    )
+    rules, problems = load_rules([str(star)])
+    assert problems == [] and columns_used(rules) is None

@@ -67,6 +67,9 @@ class DetectReport:
         return "\n".join(lines)
 
 
+PARTITIONS_PER_CORE = 4
+
+
 def events_relation(
     spark: SparkSession, table: str, since: str | None, until: str | None
 ) -> DataFrame:
@@ -125,6 +128,11 @@ def detect(
     used = columns_used(rules)
     if used is not None:  # keep only what the rules read: raw_json alone is most of the bytes
         events = events.select(*[c for c in events.columns if c.lower() in used])
+    # One partition per log file makes every rule pay a task per file; a few per core halved
+    # a simple rule's time on the reference million events (bench/detect.py, README there).
+    target = PARTITIONS_PER_CORE * spark.sparkContext.defaultParallelism
+    if events.rdd.getNumPartitions() > target:
+        events = events.coalesce(target)
     events = events.persist(StorageLevel.MEMORY_AND_DISK)
     events.createOrReplaceTempView("cloudtrail")
     count = events.count()
