@@ -86,30 +86,17 @@ def events_relation(
     return events
 
 
-_PATH_PARTS = {
-    "account": r"/AWSLogs/(?:o-[a-z0-9]+/)?([0-9]{12})/CloudTrail/",
-    "region": r"/CloudTrail/([a-z0-9-]+)/[0-9]{4}/",
-    "dt": r"/CloudTrail/[a-z0-9-]+/([0-9]{4}/[0-9]{2}/[0-9]{2})/",
-}
-
-
 def source_events(spark: SparkSession, source: str) -> DataFrame:
     """The events of log files under ``source`` (any level of the layout), read directly with
     the same typing as the ``cloudtrail`` view, without tables in the catalog."""
-    from pyspark.sql import functions as F
-
+    from loader.sources.layout import with_layout_columns
     from loader.sources.listing import normalize_source
     from loader.tables.cloudtrail_ddl import RAW_OPTIONS, events_query
 
     root = normalize_source(source)
     reader = spark.read.schema("Records ARRAY<STRING>").options(**RAW_OPTIONS)
     raw = reader.option("recursiveFileLookup", "true").json(root)
-    path = F.col("_metadata.file_path")
-    columns = [raw.Records, path.alias("file_path")]
-    for name, pattern in _PATH_PARTS.items():
-        part = F.regexp_extract(path, pattern, 1)
-        columns.append((F.regexp_replace(part, "/", "-") if name == "dt" else part).alias(name))
-    raw.select(*columns).createOrReplaceTempView("__detect_raw")
+    with_layout_columns(raw).createOrReplaceTempView("__detect_raw")
     return spark.sql(events_query("__detect_raw", file_path="file_path"))
 
 

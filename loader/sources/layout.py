@@ -11,6 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 LAYOUT_RE = re.compile(
     r"(?:^|/)AWSLogs/(?:(?P<org>o-[a-z0-9]{10,32})/)?(?P<account>\d{12})/"
@@ -94,3 +98,24 @@ def place(path: str) -> Placement | None:
         directory=directory,
         name=name,
     )
+
+
+# The partition values a file's path gives, as Spark SQL regular expressions.
+_PATH_PARTS = {
+    "account": r"/AWSLogs/(?:o-[a-z0-9]+/)?([0-9]{12})/CloudTrail/",
+    "region": r"/CloudTrail/([a-z0-9-]+)/[0-9]{4}/",
+    "dt": r"/CloudTrail/[a-z0-9-]+/([0-9]{4}/[0-9]{2}/[0-9]{2})/",
+}
+
+
+def with_layout_columns(raw: DataFrame) -> DataFrame:
+    """``Records`` of a file-source DataFrame (batch or streaming) with the file's path and the
+    account, region and day its place in the layout gives: what ``events_query`` reads."""
+    from pyspark.sql import functions as F
+
+    path = F.col("_metadata.file_path")
+    columns = [raw.Records, path.alias("file_path")]
+    for name, pattern in _PATH_PARTS.items():
+        part = F.regexp_extract(path, pattern, 1)
+        columns.append((F.regexp_replace(part, "/", "-") if name == "dt" else part).alias(name))
+    return raw.select(*columns)

@@ -1,0 +1,1 @@
+"""The streaming runner: the rules over historical and new logs (Structured Streaming)."""
