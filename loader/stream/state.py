@@ -1,0 +1,183 @@
+"""What the runner remembers between micro-batches, and the step that applies one batch.
+
+The batch evaluation (``loader.rules.evaluate``) sees the whole history at once; the runner sees
+it batch by batch. For each key (rule and entity, or rule and dedup key) it keeps just enough
+state that, fed the same events in time order, it raises the same alerts:
+
+- profiles: when the entity was first seen (its learning starts there) and, per value, first
+  seen, last seen and how often; a value not seen for ``expire`` is forgotten;
+- thresholds: the entity's event times within the last ``window``;
+- dedup: when the last alert of each dedup key was kept.
+
+These are plain Python objects, so the Spark layer can keep them in a state store (one per key)
+and tests can check the logic without a JVM.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+RECENT_VALUES = 5
+
+
+@dataclass
+class Seen:
+    first: dt.datetime
+    last: dt.datetime
+    count: int = 1
+
+
+@dataclass
+class ProfileState:
+    """One entity of one profile rule (for an account-wide profile, the profile itself)."""
+
+    start: dt.datetime | None = None
+    values: dict[str, Seen] = field(default_factory=dict)
+
+    def observe(
+        self, time: dt.datetime, value: str | None, learning: float, expire: float
+    ) -> dict[str, Any] | None:
+        """Take one row of the rule's result; the alert's details when it alerts.
+
+        Rows must come in (eventTime, eventID) order. A row with no value starts the entity's
+        learning but is no observation."""
+        if self.start is None or time < self.start:
+            self.start = time
+        if value is None:
+            return None
+        seen = self.values.get(value)
+        previous = seen.last if seen else None
+        alert = None
+        fresh = previous is None or (time - previous).total_seconds() > expire
+        if fresh and (time - self.start).total_seconds() >= learning:
+            others = sorted(
+                ((s.first, v) for v, s in self.values.items() if v != value and s.first < time),
+                reverse=True,
+            )
+            alert = {
+                "first_time_seen": previous is None,
+                "last_seen_before": previous,
+                "values_before": len(others),
+                "recent_values": [v for _, v in others[:RECENT_VALUES]],
+            }
+        if seen is None:
+            self.values[value] = Seen(time, time)
+        else:
+            seen.last = max(seen.last, time)
+            seen.count += 1
+        return alert
+
+    def compact(self, now: dt.datetime, expire: float) -> int:
+        """Forget values not seen for longer than ``expire`` before ``now``; how many."""
+        old = [v for v, s in self.values.items() if (now - s.last).total_seconds() > expire]
+        for value in old:
+            del self.values[value]
+        return len(old)
+
+
+@dataclass
+class ThresholdState:
+    """The event times of one entity of one threshold rule within the window."""
+
+    times: deque[dt.datetime] = field(default_factory=deque)
+
+    def counts(self, batch: list[dt.datetime], window: float) -> list[int]:
+        """For each time of ``batch`` (in order), how many rows fall within ``window`` up to it,
+        counting rows at the same instant (as SQL's RANGE frame does)."""
+        result = []
+        index = 0
+        while index < len(batch):
+            moment = batch[index]
+            peers = 1
+            while index + peers < len(batch) and batch[index + peers] == moment:
+                peers += 1
+            self.times.extend([moment] * peers)
+            while self.times and (moment - self.times[0]).total_seconds() > window:
+                self.times.popleft()
+            result += [len(self.times)] * peers
+            index += peers
+        return result
+
+
+@dataclass
+class DedupState:
+    """When the last alert of one dedup key was kept."""
+
+    last: dt.datetime | None = None
+
+    def keep(self, time: dt.datetime, window: float) -> bool:
+        if self.last is None or (time - self.last).total_seconds() >= window:
+            self.last = time
+            return True
+        return False
+
+
+def _pick(row: dict[str, Any], name: str | None) -> Any:
+    """A column of a result row, named case-insensitively as Spark resolves it."""
+    if name is None:
+        return None
+    for key, value in row.items():
+        if key.lower() == name.lower():
+            return value
+    return None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def apply_rule(
+    rule: Any, rows: list[dict[str, Any]], store: dict[tuple[str, ...], Any]
+) -> list[tuple[dict[str, Any], str | None, dict[str, Any] | None]]:
+    """Apply one batch of ``rule``'s result rows (in (eventTime, eventID) order) to the state in
+    ``store``; the alerts it raises as (row, value, profile details)."""
+    values = rule.values
+    entity_of = values.get("entity")
+    candidates: list[tuple[dict[str, Any], str | None, dict[str, Any] | None]] = []
+    if rule.kind == "profile":
+        for row in rows:
+            entity = _text(_pick(row, entity_of))
+            if entity_of and entity is None:
+                continue
+            state = store.setdefault(("profile", rule.name, entity or ""), ProfileState())
+            value = _text(_pick(row, values["value"]))
+            details = state.observe(
+                row["eventTime"], value, float(values["learning"]), float(values["expire"])
+            )
+            if details is not None:
+                candidates.append((row, value, details))
+    elif values.get("threshold"):
+        by_entity: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_entity.setdefault(_text(_pick(row, entity_of)) or "", []).append(row)
+        for entity, group in by_entity.items():
+            state = store.setdefault(("threshold", rule.name, entity), ThresholdState())
+            counts = state.counts([r["eventTime"] for r in group], float(values["window"]))
+            candidates += [
+                (r, None, None)
+                for r, n in zip(group, counts, strict=True)
+                if n >= int(values["threshold"])
+            ]
+        candidates.sort(key=lambda c: (c[0]["eventTime"], c[0]["eventID"]))
+    else:
+        candidates = [(row, None, None) for row in rows]
+    window = float(values.get("dedup") or 0)
+    if values.get("threshold"):
+        window = max(window, float(values["window"]))
+    if window <= 0:
+        return candidates
+    kept = []
+    for candidate in candidates:
+        row = candidate[0]
+        keys = values.get("dedup_key")
+        if keys:  # as concat_ws joins them: NULLs left out
+            parts = [_text(_pick(row, k)) for k in keys]
+            key = "|".join(part for part in parts if part is not None)
+        else:
+            key = _text(_pick(row, entity_of)) or ""
+        if store.setdefault(("dedup", rule.name, key), DedupState()).keep(row["eventTime"], window):
+            kept.append(candidate)
+    return kept
