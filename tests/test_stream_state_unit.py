@@ -46,3 +46,12 @@ def test_dedup_keeps_one_alert_per_window():
     state = DedupState()
     kept = [state.keep(T0 + dt.timedelta(minutes=m), 3600) for m in (0, 30, 59, 60, 61)]
     assert kept == [True, False, False, True, False]
+
+
+def test_a_late_event_adds_no_alert_for_a_known_value():
+    state = ProfileState()
+    state.observe(at(0), "GB", 14 * DAY, 180 * DAY)
+    assert state.observe(at(20), "CN", 14 * DAY, 180 * DAY) is not None
+    # a file from day 18 delivered after day 20's: CN is known, its first sighting moves back
+    assert state.observe(at(18), "CN", 14 * DAY, 180 * DAY) is None
+    assert state.values["CN"].first == at(18) and state.values["CN"].last == at(20)

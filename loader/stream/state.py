@@ -42,8 +42,10 @@ class ProfileState:
     ) -> dict[str, Any] | None:
         """Take one row of the rule's result; the alert's details when it alerts.
 
-        Rows must come in (eventTime, eventID) order. A row with no value starts the entity's
-        learning but is no observation."""
+        Rows come in (eventTime, eventID) order within a batch. A row with no value starts the
+        entity's learning but is no observation. A late row (older than what the state has
+        seen) never alerts for a value already known, so late delivery cannot add alerts that
+        a time-ordered run would not raise; it can move the entity's start back."""
         if self.start is None or time < self.start:
             self.start = time
         if value is None:
@@ -65,7 +67,8 @@ class ProfileState:
             }
         if seen is None:
             self.values[value] = Seen(time, time)
-        else:
+        else:  # a late event (delivered after later ones) may move first back
+            seen.first = min(seen.first, time)
             seen.last = max(seen.last, time)
             seen.count += 1
         return alert
