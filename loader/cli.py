@@ -163,6 +163,35 @@ def build_parser() -> argparse.ArgumentParser:
     _spark_options(detect)
     detect.set_defaults(handler=_detect)
 
+    run = commands.add_parser(
+        "run",
+        help="the rules over history then new logs as they land (Structured Streaming)",
+        description="Replay the CloudTrail logs under --source in time order while profiles "
+        "learn, then keep watching for new files; alerts go to security.alerts. The "
+        "checkpoint makes a restarted runner continue where it stopped. Rules are validated "
+        "first.",
+    )
+    run.add_argument("--source", required=True, help="a folder or s3:// prefix of CloudTrail logs")
+    run.add_argument(
+        "--checkpoint", default="tsa-checkpoint", help="checkpoint folder (default: tsa-checkpoint)"
+    )
+    run.add_argument("--trigger", default="30s", help="how often to look for new files (30s)")
+    run.add_argument("--once", action="store_true", help="process what is there now, then stop")
+    run.add_argument(
+        "--max-files",
+        type=int,
+        help="at most this many new files per batch (default: all; the first batch then holds "
+        "the whole history, evaluated in time order)",
+    )
+    run.add_argument(
+        "--rules", nargs="+", metavar="DIR", help="rule folders or files (default: bundled)"
+    )
+    run.add_argument("--database", help="database of security.alerts (security)")
+    _enrichment_options(run)
+    _common_options(run)
+    _spark_options(run)
+    run.set_defaults(handler=_run)
+
     test_rules = commands.add_parser(
         "test-rules",
         help="run the cases in each rule's sibling NAME.test.json",
@@ -265,6 +294,34 @@ def _detect(args: argparse.Namespace, settings: Settings) -> int:
     report = detect(spark, rules, events, settings.database, args.output)
     print(report.render())
     return 1 if report.failed else 0
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+
+    from loader.durations import parse_duration
+    from loader.enrichment import enriched_session
+    from loader.rules.validate import load_valid_rules
+    from loader.stream.runner import start
+    from loader.stream.source import stream_events
+
+    rules = load_valid_rules(args.rules)
+    trigger = parse_duration(args.trigger)
+    spark, _ = enriched_session(settings, "tsa run")
+    events = stream_events(spark, args.source, args.max_files)
+    query = start(
+        spark, events, rules, settings.database, args.checkpoint, trigger, args.once,
+        report=lambda line: print(line, flush=True),
+    )  # fmt: skip
+
+    def stop(signum: int, _frame: object) -> None:
+        print(f"stopping on {signal.Signals(signum).name}; the checkpoint keeps the place")
+        query.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    query.awaitTermination()
+    return 0
 
 
 def _test_rules(args: argparse.Namespace, settings: Settings) -> int:

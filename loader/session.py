@@ -24,6 +24,10 @@ DEFAULT_CONF = {
     "spark.sql.session.timeZone": "UTC",
     # Our own progress lines say what is happening; Spark's stage bars garble the report.
     "spark.ui.showConsoleProgress": "false",
+    # The runner's profile state can reach millions of keys: RocksDB keeps it off the heap.
+    "spark.sql.streaming.stateStore.providerClass": (
+        "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+    ),
 }
 
 

@@ -28,11 +28,12 @@ SOURCES = {
 }
 
 
-def alert_id_sql(rule: str, entity: str, value: str) -> str:
+def alert_id_sql(rule: str, entity: str, value: str, event_id: str = "eventID") -> str:
     """Deterministic id: the same rule, event, entity and value give the same id in every run
-    (batch or streaming, first run or replay), so writes can be idempotent."""
+    (batch or streaming, first run or replay), so writes can be idempotent. Arguments are SQL
+    expressions."""
     return (
-        f"sha2(concat_ws('|', '{rule}', coalesce(eventID, ''), coalesce({entity}, ''), "
+        f"sha2(concat_ws('|', {rule}, coalesce({event_id}, ''), coalesce({entity}, ''), "
         f"coalesce({value}, '')), 256)"
     )
 

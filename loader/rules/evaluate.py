@@ -30,11 +30,11 @@ if TYPE_CHECKING:
 RECENT_VALUES = 5
 
 
-def _quote(name: str) -> str:
+def quote_name(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def _column(columns: list[str], name: str | None) -> str | None:
+def result_column(columns: list[str], name: str | None) -> str | None:
     """The result's own spelling of ``name`` (Spark resolves names case-insensitively)."""
     if name is None:
         return None
@@ -49,9 +49,9 @@ def rule_alerts(
     columns = result.columns
     view = f"__rule_{rule.name}"
     result.createOrReplaceTempView(view)
-    entity = _column(columns, rule.values.get("entity"))
-    entity_sql = f"CAST({_quote(entity)} AS STRING)" if entity else "CAST(NULL AS STRING)"
-    originals = ", ".join(_quote(c) for c in columns)
+    entity = result_column(columns, rule.values.get("entity"))
+    entity_sql = f"CAST({quote_name(entity)} AS STRING)" if entity else "CAST(NULL AS STRING)"
+    originals = ", ".join(quote_name(c) for c in columns)
     scope_sql = f"CAST({scope} AS STRING)" if scope else "CAST(NULL AS STRING)"
     observed = f"SELECT *, {entity_sql} AS __entity, {scope_sql} AS __scope FROM {view}"
     if rule.kind == "profile":
@@ -72,7 +72,7 @@ def rule_alerts(
 
 
 def _profile_sql(rule: Rule, columns: list[str], observed: str, per_entity: bool) -> str:
-    value = _quote(_column(columns, rule.values["value"]) or rule.values["value"])
+    value = quote_name(result_column(columns, rule.values["value"]) or rule.values["value"])
     learning = int(rule.values["learning"])
     expire = int(rule.values["expire"])
     keep = "__entity IS NOT NULL AND " if per_entity else ""
@@ -97,7 +97,7 @@ WITH seen AS (
     AND eventTime >= __start + INTERVAL {learning} SECONDS
 )
 SELECT n.*, to_json(named_struct(
-    'event', struct({", ".join("n." + _quote(c) for c in columns)}),
+    'event', struct({", ".join("n." + quote_name(c) for c in columns)}),
     'first_time_seen', n.__prev IS NULL,
     'last_seen_before', n.__prev,
     'values_before', count(f.f_value),
@@ -130,9 +130,9 @@ FROM (
 
 def _dedup(frame: DataFrame, rule: Rule, columns: list[str], window: float) -> DataFrame:
     """Keep an alert unless one with the same key was kept less than ``window`` before."""
-    keys = [_column(columns, k) or k for k in rule.values.get("dedup_key") or ()]
+    keys = [result_column(columns, k) or k for k in rule.values.get("dedup_key") or ()]
     key_sql = (
-        "concat_ws('|', " + ", ".join(f"CAST({_quote(k)} AS STRING)" for k in keys) + ")"
+        "concat_ws('|', " + ", ".join(f"CAST({quote_name(k)} AS STRING)" for k in keys) + ")"
         if keys
         else "coalesce(__entity, '')"
     )
@@ -157,7 +157,7 @@ def _alert_rows(
     view = f"__alerts_{rule.name}"
     frame.createOrReplaceTempView(view)
     sources = {
-        field: next((_quote(c) for n in names if (c := _column(columns, n))), "NULL")
+        field: next((quote_name(c) for n in names if (c := result_column(columns, n))), "NULL")
         for field, names in SOURCES.items()
     }
     title = (
@@ -170,7 +170,7 @@ def _alert_rows(
         + ")"
     )
     select = {
-        "alert_id": alert_id_sql(rule.name, "__entity", "__value"),
+        "alert_id": alert_id_sql(sql_string(rule.name), "__entity", "__value"),
         "rule": sql_string(rule.name),
         "kind": sql_string(rule.kind or "alert"),
         "severity": sql_string(rule.values.get("severity", "medium")),

@@ -1,0 +1,233 @@
+"""`run`: the rules over historical and new logs with Spark Structured Streaming.
+
+One streaming query. Each rule's query runs over the micro-batch (the ``cloudtrail`` view of
+the stream); the rows of all rules are grouped by (rule, key) and a stateful step
+(``applyInPandasWithState``, state in Spark's state store) applies them to the key's state in
+event-time order (``loader.stream.state``); the alerts go to ``security.alerts``, written
+idempotently by their deterministic ``alert_id``. The checkpoint holds which files were read and
+the state, so a restarted runner continues where it stopped and a replayed batch adds nothing.
+
+The key is the rule's entity (for an alert rule with ``dedup_key`` and no threshold, that
+key), so every piece of state of a key lives in one place.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import pickle
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import reduce
+from typing import TYPE_CHECKING, Any
+
+from loader.alerts.model import ALERTS_TABLE, SOURCES, alert_id_sql, create_alerts_table
+from loader.rules.evaluate import quote_name, result_column
+from loader.rules.model import Rule
+from loader.stream.state import ProfileState, apply_rule
+from loader.tables.catalog import run_statements
+from loader.tables.cloudtrail_ddl import check_identifier, create_database, sql_string
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pyspark.sql import DataFrame, SparkSession
+
+OBSERVATION_SCHEMA = "rule string, key string, eventTime timestamp, eventID string, row string"
+ALERT_SCHEMA = (
+    "rule string, entity string, value string, event_id string, event_time timestamp, "
+    "account string, region string, source_ip string, details string"
+)
+STATE_SCHEMA = "store string"
+
+
+def _group_key(rule: Rule, columns: list[str]) -> str:
+    keys = rule.values.get("dedup_key")
+    if keys and rule.kind == "alert" and not rule.values.get("threshold"):
+        names = [quote_name(result_column(columns, k) or k) for k in keys]
+        return "concat_ws('|', " + ", ".join(f"CAST({n} AS STRING)" for n in names) + ")"
+    entity = result_column(columns, rule.values.get("entity"))
+    return f"CAST({quote_name(entity)} AS STRING)" if entity else "''"
+
+
+def observations(spark: SparkSession, rules: list[Rule]) -> DataFrame:
+    """Every rule's result rows over the ``cloudtrail`` relation, in one shape."""
+    parts = []
+    for rule in rules:
+        result = spark.sql(rule.sql)
+        view = f"__run_{rule.name}"
+        result.createOrReplaceTempView(view)
+        columns = ", ".join(quote_name(c) for c in result.columns)
+        parts.append(
+            spark.sql(
+                f"SELECT {sql_string(rule.name)} AS rule, "
+                f"coalesce({_group_key(rule, result.columns)}, '') AS key, "
+                "CAST(eventTime AS TIMESTAMP) AS eventTime, CAST(eventID AS STRING) AS eventID, "
+                f"to_json(struct({columns})) AS row FROM {view} WHERE eventTime IS NOT NULL"
+            )
+        )
+    return reduce(lambda a, b: a.unionByName(b), parts)
+
+
+def _pick(row: dict[str, Any], names: tuple[str, ...]) -> Any:
+    lowered = {k.lower(): v for k, v in row.items()}
+    return next((lowered[n.lower()] for n in names if lowered.get(n.lower()) is not None), None)
+
+
+def make_step(rules: list[Rule]):  # type: ignore[no-untyped-def]
+    """The function ``applyInPandasWithState`` calls for each (rule, key) of a batch."""
+    import pandas as pd
+
+    by_name = {rule.name: rule for rule in rules}
+
+    def step(key: tuple[str, str], frames: Iterator[pd.DataFrame], state) -> Iterator[pd.DataFrame]:  # type: ignore[no-untyped-def]
+        rule = by_name[key[0]]
+        store = pickle.loads(base64.b64decode(state.get[0])) if state.exists else {}
+        frame = pd.concat(list(frames)).sort_values(["eventTime", "eventID"], kind="stable")
+        rows = [
+            {**json.loads(raw), "eventTime": moment.to_pydatetime(), "eventID": event_id}
+            for raw, moment, event_id in zip(
+                frame["row"], frame["eventTime"], frame["eventID"], strict=True
+            )
+        ]
+        alerts = apply_rule(rule, rows, store)
+        latest = rows[-1]["eventTime"] if rows else None
+        expire = float(rule.values.get("expire") or 0)
+        if rule.kind == "profile" and latest is not None:
+            for item in store.values():
+                if isinstance(item, ProfileState):
+                    item.compact(latest, expire)
+        state.update((base64.b64encode(pickle.dumps(store)).decode("ascii"),))
+        entity_column = rule.values.get("entity")
+        out = []
+        for row, value, details in alerts:
+            event = {k: v for k, v in row.items() if k not in ("eventTime",)}
+            event["eventTime"] = row["eventTime"].isoformat()
+            if rule.kind == "profile":
+                body: dict[str, Any] = {"event": event, **(details or {})}
+                if body.get("last_seen_before") is not None:
+                    body["last_seen_before"] = body["last_seen_before"].isoformat()
+            elif rule.values.get("threshold"):
+                body = {"event": event, "window_seconds": int(rule.values["window"])}
+            else:
+                body = event
+            out.append(
+                (
+                    rule.name,
+                    None if entity_column is None else _text(_pick(row, (entity_column,))),
+                    value,
+                    row["eventID"],
+                    row["eventTime"],
+                    _text(_pick(row, SOURCES["account"])),
+                    _text(_pick(row, SOURCES["region"])),
+                    _text(_pick(row, SOURCES["source_ip"])),
+                    json.dumps(body, default=str, sort_keys=True),
+                )
+            )
+        if out:  # nothing to yield is fine, and spares pandas an empty concat
+            yield pd.DataFrame(out, columns=[c.split()[0] for c in ALERT_SCHEMA.split(", ")])
+
+    return step
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass
+class BatchStatus:
+    batch_id: int
+    alerts: Counter[str] = field(default_factory=Counter)
+    added: int = 0
+    seconds: float = 0.0
+    newest_event: dt.datetime | None = None
+
+    def render(self) -> str:
+        rules = ", ".join(f"{rule} {n}" for rule, n in sorted(self.alerts.items())) or "none"
+        lag = ""
+        if self.newest_event is not None:
+            now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+            lag = f", lag {(now - self.newest_event).total_seconds():,.0f} s"
+        return (
+            f"batch {self.batch_id}: alerts {sum(self.alerts.values())} ({rules}), "
+            f"new {self.added}, {self.seconds:.1f} s{lag}"
+        )
+
+
+def _alert_rows_sql(rules: list[Rule], view: str, batch_id: int) -> str:
+    meta = " ".join(
+        f"WHEN {sql_string(r.name)} THEN {sql_string(s)}"
+        for r in rules
+        for s in [r.values.get("severity", "medium")]
+    )
+    noun = " ".join(
+        f"WHEN {sql_string(r.name)} THEN {sql_string('new ' + r.values['value'])}"
+        for r in rules
+        if r.kind == "profile"
+    )
+    kinds = " ".join(f"WHEN {sql_string(r.name)} THEN {sql_string(r.kind)}" for r in rules)
+    noun_sql = f"CASE rule {noun} END" if noun else "CAST(NULL AS STRING)"
+    return f"""
+SELECT {alert_id_sql("rule", "entity", "value", event_id="event_id")} AS alert_id,
+  rule, CASE rule {kinds} END AS kind, CASE rule {meta} END AS severity,
+  event_id, event_time, entity, value, account, region, source_ip,
+  concat_ws(' ', concat(rule, ':'), entity, {noun_sql}, value) AS title,
+  details, CAST({int(batch_id)} AS BIGINT) AS batch_id, current_timestamp() AS created_at
+FROM {view}
+"""
+
+
+def start(
+    spark: SparkSession,
+    events: DataFrame,
+    rules: list[Rule],
+    database: str,
+    checkpoint: str,
+    trigger: float | None,
+    once: bool,
+    report=print,  # type: ignore[no-untyped-def]
+):  # type: ignore[no-untyped-def]
+    """Start the runner's streaming query over ``events``; returns the query."""
+    from pyspark.sql.streaming.state import GroupStateTimeout
+
+    database = check_identifier(database)
+    run_statements(spark, [create_database(database), create_alerts_table(database)])
+    events.createOrReplaceTempView("cloudtrail")
+    alerts = (
+        observations(spark, rules)
+        .groupBy("rule", "key")
+        .applyInPandasWithState(
+            make_step(rules), ALERT_SCHEMA, STATE_SCHEMA, "append", GroupStateTimeout.NoTimeout
+        )
+    )
+    table = f"{database}.{ALERTS_TABLE}"
+
+    def write(batch: DataFrame, batch_id: int) -> None:
+        started = time.monotonic()
+        session = batch.sparkSession
+        batch = batch.localCheckpoint()
+        view = "__run_alerts"
+        batch.createOrReplaceTempView(view)
+        rows = session.sql(_alert_rows_sql(rules, view, batch_id)).localCheckpoint()
+        status = BatchStatus(batch_id)
+        for row in rows.select("rule", "event_time").collect():
+            status.alerts[row.rule] += 1
+            if status.newest_event is None or row.event_time > status.newest_event:
+                status.newest_event = row.event_time
+        session.catalog.refreshTable(table)
+        new = rows.join(session.table(table).select("alert_id"), "alert_id", "left_anti")
+        new = new.select(rows.columns).localCheckpoint()
+        status.added = new.count()
+        if status.added:
+            new.write.insertInto(table)
+        status.seconds = time.monotonic() - started
+        report(status.render())
+
+    writer = alerts.writeStream.foreachBatch(write).option("checkpointLocation", checkpoint)
+    if once:
+        writer = writer.trigger(availableNow=True)
+    elif trigger:
+        writer = writer.trigger(processingTime=f"{int(trigger)} seconds")
+    return writer.start()
