@@ -59,3 +59,16 @@ def test_run_replays_history_then_new_files_and_agrees_with_detect(spark, tmp_pa
     assert len(rows) == len(expected)  # none twice
     # the second run read only the new files: its alerts are all from the attack day
     assert all(r.event_time.date().isoformat() == summary.days[-1] for r in rows if r.batch_id == 1)
+    # profile state is queryable: which countries has dave used, since when, how often
+    dave = f"arn:aws:iam::{summary.accounts[0]}:user/dave"
+    spark.catalog.refreshTable("runtest.profile_state_log")  # written by the stream's session
+    countries = {
+        r.value: r
+        for r in spark.sql(
+            "SELECT value, first_seen, last_seen, seen_count FROM runtest.profile_state "
+            f"WHERE rule = 'new_country_for_principal' AND entity = '{dave}'"
+        ).collect()
+    }
+    assert set(countries) == {"United States", "China", "Sweden"}
+    assert countries["United States"].seen_count > countries["China"].seen_count >= 1
+    assert countries["China"].first_seen.isoformat().startswith(f"{summary.days[-1]}T02:0")

@@ -36,10 +36,15 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 OBSERVATION_SCHEMA = "rule string, key string, eventTime timestamp, eventID string, row string"
-ALERT_SCHEMA = (
-    "rule string, entity string, value string, event_id string, event_time timestamp, "
-    "account string, region string, source_ip string, details string"
+# The stateful step's output: alerts, and the profile entries a batch changed ("state" rows,
+# kept in profile_state_log; seen_count 0 marks an entry forgotten after `expire`).
+STEP_SCHEMA = (
+    "record string, rule string, entity string, value string, event_id string, "
+    "event_time timestamp, account string, region string, source_ip string, details string, "
+    "first_seen timestamp, last_seen timestamp, seen_count bigint"
 )
+STATE_LOG = "profile_state_log"
+STATE_VIEW = "profile_state"
 STATE_SCHEMA = "store string"
 
 
@@ -93,15 +98,11 @@ def make_step(rules: list[Rule]):  # type: ignore[no-untyped-def]
             )
         ]
         alerts = apply_rule(rule, rows, store)
-        latest = rows[-1]["eventTime"] if rows else None
-        expire = float(rule.values.get("expire") or 0)
-        if rule.kind == "profile" and latest is not None:
-            for item in store.values():
-                if isinstance(item, ProfileState):
-                    item.compact(latest, expire)
-        state.update((base64.b64encode(pickle.dumps(store)).decode("ascii"),))
         entity_column = rule.values.get("entity")
         out = []
+        if rule.kind == "profile" and rows:
+            out += _state_rows(rule, rows, store)
+        state.update((base64.b64encode(pickle.dumps(store)).decode("ascii"),))
         for row, value, details in alerts:
             event = {k: v for k, v in row.items() if k not in ("eventTime",)}
             event["eventTime"] = row["eventTime"].isoformat()
@@ -115,6 +116,7 @@ def make_step(rules: list[Rule]):  # type: ignore[no-untyped-def]
                 body = event
             out.append(
                 (
+                    "alert",
                     rule.name,
                     None if entity_column is None else _text(_pick(row, (entity_column,))),
                     value,
@@ -124,12 +126,48 @@ def make_step(rules: list[Rule]):  # type: ignore[no-untyped-def]
                     _text(_pick(row, SOURCES["region"])),
                     _text(_pick(row, SOURCES["source_ip"])),
                     json.dumps(body, default=str, sort_keys=True),
+                    None,
+                    None,
+                    None,
                 )
             )
         if out:  # nothing to yield is fine, and spares pandas an empty concat
-            yield pd.DataFrame(out, columns=[c.split()[0] for c in ALERT_SCHEMA.split(", ")])
+            yield pd.DataFrame(out, columns=[c.split()[0] for c in STEP_SCHEMA.split(", ")])
 
     return step
+
+
+def _state_rows(rule: Rule, rows: list[dict[str, Any]], store: dict) -> list[tuple]:  # type: ignore[type-arg]
+    """The profile entries this batch touched (their new first/last/count) and those it
+    forgot (count 0), after compacting entries older than ``expire``."""
+    entity_column = rule.values.get("entity")
+    latest = rows[-1]["eventTime"]
+    touched: dict[tuple[str, str], None] = {}
+    for row in rows:
+        entity = _text(_pick(row, (entity_column,))) if entity_column else ""
+        value = _text(_pick(row, (rule.values["value"],)))
+        if entity is not None and value is not None:
+            touched[(entity, value)] = None
+    out = []
+    for (kind, name, entity), item in store.items():
+        if kind != "profile" or name != rule.name or not isinstance(item, ProfileState):
+            continue
+        for value in item.compact(latest, float(rule.values["expire"])):
+            touched.pop((entity, value), None)
+            out.append(_state_row(rule, entity, value, None))
+        for touched_entity, value in touched:
+            if touched_entity == entity and value in item.values:
+                out.append(_state_row(rule, entity, value, item.values[value]))
+    return out
+
+
+def _state_row(rule: Rule, entity: str, value: str, seen: Any) -> tuple:  # type: ignore[type-arg]
+    account_wide = rule.values.get("entity") is None
+    return (
+        "state", rule.name, None if account_wide else entity, value,
+        None, seen.last if seen else None, None, None, None, None,
+        seen.first if seen else None, seen.last if seen else None, seen.count if seen else 0,
+    )  # fmt: skip
 
 
 def _text(value: Any) -> str | None:
@@ -179,6 +217,34 @@ FROM {view}
 """
 
 
+def profile_state_ddl(db: str) -> list[str]:
+    """The log of profile entries each batch changed, and the view of their current values."""
+    return [
+        f"CREATE TABLE IF NOT EXISTS {db}.{STATE_LOG} (rule STRING, entity STRING, "
+        "value STRING, first_seen TIMESTAMP, last_seen TIMESTAMP, seen_count BIGINT, "
+        "batch_id BIGINT, updated_at TIMESTAMP) USING parquet "
+        "COMMENT 'Profile entries as each batch of run left them (seen_count 0: forgotten)'",
+        f"CREATE OR REPLACE VIEW {db}.{STATE_VIEW} "
+        "COMMENT 'What each profile knows: per rule, entity and value, first and last seen "
+        "and how often' AS "
+        "SELECT rule, entity, value, first_seen, last_seen, seen_count, updated_at FROM ("
+        "SELECT *, row_number() OVER (PARTITION BY rule, entity, value ORDER BY batch_id DESC) "
+        f"AS version FROM {db}.{STATE_LOG}) WHERE version = 1 AND seen_count > 0",
+    ]
+
+
+def _write_state(session: SparkSession, rows: DataFrame, db: str, batch_id: int) -> None:
+    """Append the batch's profile entries once (a replayed batch finds them written)."""
+    table = f"{db}.{STATE_LOG}"
+    session.catalog.refreshTable(table)
+    if session.table(table).where(f"batch_id = {int(batch_id)}").limit(1).count():
+        return
+    rows.selectExpr(
+        "rule", "entity", "value", "first_seen", "last_seen", "seen_count",
+        f"CAST({int(batch_id)} AS BIGINT) AS batch_id", "current_timestamp() AS updated_at",
+    ).write.insertInto(table)  # fmt: skip
+
+
 def start(
     spark: SparkSession,
     events: DataFrame,
@@ -193,13 +259,16 @@ def start(
     from pyspark.sql.streaming.state import GroupStateTimeout
 
     database = check_identifier(database)
-    run_statements(spark, [create_database(database), create_alerts_table(database)])
+    run_statements(
+        spark,
+        [create_database(database), create_alerts_table(database), *profile_state_ddl(database)],
+    )
     events.createOrReplaceTempView("cloudtrail")
     alerts = (
         observations(spark, rules)
         .groupBy("rule", "key")
         .applyInPandasWithState(
-            make_step(rules), ALERT_SCHEMA, STATE_SCHEMA, "append", GroupStateTimeout.NoTimeout
+            make_step(rules), STEP_SCHEMA, STATE_SCHEMA, "append", GroupStateTimeout.NoTimeout
         )
     )
     table = f"{database}.{ALERTS_TABLE}"
@@ -208,8 +277,9 @@ def start(
         started = time.monotonic()
         session = batch.sparkSession
         batch = batch.localCheckpoint()
+        _write_state(session, batch.where("record = 'state'"), database, batch_id)
         view = "__run_alerts"
-        batch.createOrReplaceTempView(view)
+        batch.where("record = 'alert'").createOrReplaceTempView(view)
         rows = session.sql(_alert_rows_sql(rules, view, batch_id)).localCheckpoint()
         status = BatchStatus(batch_id)
         for row in rows.select("rule", "event_time").collect():

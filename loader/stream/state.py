@@ -73,12 +73,12 @@ class ProfileState:
             seen.count += 1
         return alert
 
-    def compact(self, now: dt.datetime, expire: float) -> int:
-        """Forget values not seen for longer than ``expire`` before ``now``; how many."""
+    def compact(self, now: dt.datetime, expire: float) -> list[str]:
+        """Forget values not seen for longer than ``expire`` before ``now``; which."""
         old = [v for v, s in self.values.items() if (now - s.last).total_seconds() > expire]
         for value in old:
             del self.values[value]
-        return len(old)
+        return old
 
 
 @dataclass
