@@ -14,7 +14,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from loader.alerts.model import ALERTS_TABLE, create_alerts_table
+from loader.alerts.model import create_alerts_table
+from loader.alerts.store import append_new_alerts
 from loader.errors import TsaError
 from loader.rules.evaluate import rule_alerts
 from loader.rules.model import Rule
@@ -147,12 +148,7 @@ def detect(
         alerts = frames[0]
         for frame in frames[1:]:
             alerts = alerts.unionByName(frame)
-        table = f"{db}.{ALERTS_TABLE}"
-        spark.catalog.refreshTable(table)
-        new = alerts.join(spark.table(table).select("alert_id"), "alert_id", "left_anti")
-        new = new.select(alerts.columns).localCheckpoint()
-        report.added = new.count()
-        new.write.insertInto(table)
+        report.added = append_new_alerts(spark, alerts, db)
         if output:
             _write_jsonl(alerts, output)
     events.unpersist()

@@ -128,14 +128,17 @@ FROM (
 """
 
 
+def dedup_key_sql(rule: Rule, columns: list[str]) -> str | None:
+    """The rule's ``dedup_key`` columns joined into one string; None when it has none."""
+    keys = [result_column(columns, k) or k for k in rule.values.get("dedup_key") or ()]
+    if not keys:
+        return None
+    return "concat_ws('|', " + ", ".join(f"CAST({quote_name(k)} AS STRING)" for k in keys) + ")"
+
+
 def _dedup(frame: DataFrame, rule: Rule, columns: list[str], window: float) -> DataFrame:
     """Keep an alert unless one with the same key was kept less than ``window`` before."""
-    keys = [result_column(columns, k) or k for k in rule.values.get("dedup_key") or ()]
-    key_sql = (
-        "concat_ws('|', " + ", ".join(f"CAST({quote_name(k)} AS STRING)" for k in keys) + ")"
-        if keys
-        else "coalesce(__entity, '')"
-    )
+    key_sql = dedup_key_sql(rule, columns) or "coalesce(__entity, '')"
     keyed = frame.selectExpr("*", f"{key_sql} AS __dedup_key")
     schema = keyed.schema
 

@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from functools import reduce
 from typing import TYPE_CHECKING, Any
 
-from loader.alerts.model import ALERTS_TABLE, SOURCES, alert_id_sql, create_alerts_table
-from loader.rules.evaluate import quote_name, result_column
+from loader.alerts.model import SOURCES, alert_id_sql, create_alerts_table
+from loader.alerts.store import append_new_alerts
+from loader.rules.evaluate import dedup_key_sql, quote_name, result_column
 from loader.rules.model import Rule
-from loader.stream.state import ProfileState, apply_rule
+from loader.stream.state import ProfileState, apply_rule, pick, text
 from loader.tables.catalog import run_statements
 from loader.tables.cloudtrail_ddl import check_identifier, create_database, sql_string
 
@@ -49,10 +50,9 @@ STATE_SCHEMA = "store string"
 
 
 def _group_key(rule: Rule, columns: list[str]) -> str:
-    keys = rule.values.get("dedup_key")
-    if keys and rule.kind == "alert" and not rule.values.get("threshold"):
-        names = [quote_name(result_column(columns, k) or k) for k in keys]
-        return "concat_ws('|', " + ", ".join(f"CAST({n} AS STRING)" for n in names) + ")"
+    dedup = dedup_key_sql(rule, columns)
+    if dedup and rule.kind == "alert" and not rule.values.get("threshold"):
+        return dedup
     entity = result_column(columns, rule.values.get("entity"))
     return f"CAST({quote_name(entity)} AS STRING)" if entity else "''"
 
@@ -74,11 +74,6 @@ def observations(spark: SparkSession, rules: list[Rule]) -> DataFrame:
             )
         )
     return reduce(lambda a, b: a.unionByName(b), parts)
-
-
-def _pick(row: dict[str, Any], names: tuple[str, ...]) -> Any:
-    lowered = {k.lower(): v for k, v in row.items()}
-    return next((lowered[n.lower()] for n in names if lowered.get(n.lower()) is not None), None)
 
 
 def make_step(rules: list[Rule]):  # type: ignore[no-untyped-def]
@@ -118,13 +113,13 @@ def make_step(rules: list[Rule]):  # type: ignore[no-untyped-def]
                 (
                     "alert",
                     rule.name,
-                    None if entity_column is None else _text(_pick(row, (entity_column,))),
+                    None if entity_column is None else text(pick(row, entity_column)),
                     value,
                     row["eventID"],
                     row["eventTime"],
-                    _text(_pick(row, SOURCES["account"])),
-                    _text(_pick(row, SOURCES["region"])),
-                    _text(_pick(row, SOURCES["source_ip"])),
+                    text(pick(row, *SOURCES["account"])),
+                    text(pick(row, *SOURCES["region"])),
+                    text(pick(row, *SOURCES["source_ip"])),
                     json.dumps(body, default=str, sort_keys=True),
                     None,
                     None,
@@ -144,8 +139,8 @@ def _state_rows(rule: Rule, rows: list[dict[str, Any]], store: dict) -> list[tup
     latest = rows[-1]["eventTime"]
     touched: dict[tuple[str, str], None] = {}
     for row in rows:
-        entity = _text(_pick(row, (entity_column,))) if entity_column else ""
-        value = _text(_pick(row, (rule.values["value"],)))
+        entity = text(pick(row, entity_column)) if entity_column else ""
+        value = text(pick(row, rule.values["value"]))
         if entity is not None and value is not None:
             touched[(entity, value)] = None
     out = []
@@ -165,13 +160,9 @@ def _state_row(rule: Rule, entity: str, value: str, seen: Any) -> tuple:  # type
     account_wide = rule.values.get("entity") is None
     return (
         "state", rule.name, None if account_wide else entity, value,
-        None, seen.last if seen else None, None, None, None, None,
+        None, None, None, None, None, None,
         seen.first if seen else None, seen.last if seen else None, seen.count if seen else 0,
     )  # fmt: skip
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 @dataclass
@@ -271,7 +262,6 @@ def start(
             make_step(rules), STEP_SCHEMA, STATE_SCHEMA, "append", GroupStateTimeout.NoTimeout
         )
     )
-    table = f"{database}.{ALERTS_TABLE}"
 
     def write(batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
@@ -286,12 +276,7 @@ def start(
             status.alerts[row.rule] += 1
             if status.newest_event is None or row.event_time > status.newest_event:
                 status.newest_event = row.event_time
-        session.catalog.refreshTable(table)
-        new = rows.join(session.table(table).select("alert_id"), "alert_id", "left_anti")
-        new = new.select(rows.columns).localCheckpoint()
-        status.added = new.count()
-        if status.added:
-            new.write.insertInto(table)
+        status.added = append_new_alerts(session, rows, database)
         status.seconds = time.monotonic() - started
         report(status.render())
 

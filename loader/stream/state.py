@@ -118,17 +118,16 @@ class DedupState:
         return False
 
 
-def _pick(row: dict[str, Any], name: str | None) -> Any:
-    """A column of a result row, named case-insensitively as Spark resolves it."""
-    if name is None:
-        return None
-    for key, value in row.items():
-        if key.lower() == name.lower():
-            return value
-    return None
+def pick(row: dict[str, Any], *names: str | None) -> Any:
+    """The first non-NULL of the named columns of a result row, names matched
+    case-insensitively as Spark resolves them."""
+    lowered = {key.lower(): value for key, value in row.items()}
+    return next(
+        (lowered[n.lower()] for n in names if n and lowered.get(n.lower()) is not None), None
+    )
 
 
-def _text(value: Any) -> str | None:
+def text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
@@ -142,11 +141,11 @@ def apply_rule(
     candidates: list[tuple[dict[str, Any], str | None, dict[str, Any] | None]] = []
     if rule.kind == "profile":
         for row in rows:
-            entity = _text(_pick(row, entity_of))
+            entity = text(pick(row, entity_of))
             if entity_of and entity is None:
                 continue
             state = store.setdefault(("profile", rule.name, entity or ""), ProfileState())
-            value = _text(_pick(row, values["value"]))
+            value = text(pick(row, values["value"]))
             details = state.observe(
                 row["eventTime"], value, float(values["learning"]), float(values["expire"])
             )
@@ -155,7 +154,7 @@ def apply_rule(
     elif values.get("threshold"):
         by_entity: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
-            by_entity.setdefault(_text(_pick(row, entity_of)) or "", []).append(row)
+            by_entity.setdefault(text(pick(row, entity_of)) or "", []).append(row)
         for entity, group in by_entity.items():
             state = store.setdefault(("threshold", rule.name, entity), ThresholdState())
             counts = state.counts([r["eventTime"] for r in group], float(values["window"]))
@@ -177,10 +176,10 @@ def apply_rule(
         row = candidate[0]
         keys = values.get("dedup_key")
         if keys:  # as concat_ws joins them: NULLs left out
-            parts = [_text(_pick(row, k)) for k in keys]
+            parts = [text(pick(row, k)) for k in keys]
             key = "|".join(part for part in parts if part is not None)
         else:
-            key = _text(_pick(row, entity_of)) or ""
+            key = text(pick(row, entity_of)) or ""
         if store.setdefault(("dedup", rule.name, key), DedupState()).keep(row["eventTime"], window):
             kept.append(candidate)
     return kept
