@@ -77,6 +77,8 @@ def test_detect_raises_exactly_the_attack_alerts(spark, tmp_path, capsys):
     assert china["details"]["first_time_seen"] is True
     assert china["details"]["recent_values"] == ["United States"]
     assert "| new_country_for_principal | 3 | 2 |" in printed
+    # detect's events relation does not outlive it (it would shadow DATABASE.cloudtrail)
+    assert not [t for t in spark.catalog.listTables() if t.name == "cloudtrail" and t.isTemporary]
     stored = spark.sql("SELECT alert_id FROM detecttest.alerts").collect()
     assert sorted(r[0] for r in stored) == sorted(a["alert_id"] for a in alerts)
     # a second run over the same history adds nothing: the ids are deterministic

@@ -152,6 +152,8 @@ def detect(
         if output:
             _write_jsonl(alerts, output)
     events.unpersist()
+    # the rules' relation is detect's own: it must not shadow DATABASE.cloudtrail afterwards
+    spark.catalog.dropTempView("cloudtrail")
     return report
 
 

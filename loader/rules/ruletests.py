@@ -199,4 +199,5 @@ def run_rule_tests(spark: SparkSession, rules: list[Rule]) -> tuple[TestReport, 
         report.results += _run_together(spark, together)
     for rule, cases in alone:
         report.results += [run_case(spark, rule, case) for case in cases]
+    spark.catalog.dropTempView("cloudtrail")  # the cases' events, not the session's table
     return report, problems

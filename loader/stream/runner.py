@@ -285,4 +285,6 @@ def start(
         writer = writer.trigger(availableNow=True)
     elif trigger:
         writer = writer.trigger(processingTime=f"{int(trigger)} seconds")
-    return writer.start()
+    query = writer.start()
+    spark.catalog.dropTempView("cloudtrail")  # the query keeps its plan; the view must not
+    return query  # shadow DATABASE.cloudtrail for the session's other queries
