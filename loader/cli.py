@@ -186,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--rules", nargs="+", metavar="DIR", help="rule folders or files (default: bundled)"
     )
+    run.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop when a rule fails at runtime (default: report it with its file, leave it "
+        "out of that batch and go on with the other rules)",
+    )
     run.add_argument("--database", help="database of security.alerts (security)")
     _enrichment_options(run)
     _common_options(run)
@@ -309,19 +315,18 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     trigger = parse_duration(args.trigger)
     spark, _ = enriched_session(settings, "tsa run")
     events = stream_events(spark, args.source, args.max_files)
-    query = start(
+    runner = start(
         spark, events, rules, settings.database, args.checkpoint, trigger, args.once,
-        report=lambda line: print(line, flush=True),
+        report=lambda line: print(line, flush=True), strict=args.strict,
     )  # fmt: skip
 
     def stop(signum: int, _frame: object) -> None:
         print(f"stopping on {signal.Signals(signum).name}; the checkpoint keeps the place")
-        query.stop()
+        runner.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    query.awaitTermination()
-    return 0
+    return runner.wait()
 
 
 def _test_rules(args: argparse.Namespace, settings: Settings) -> int:

@@ -3,8 +3,12 @@ alerts `detect` raises over the same events (same alert_ids)."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
 import shutil
+import subprocess
+import time
 
 import pytest
 
@@ -46,13 +50,17 @@ def test_run_replays_history_then_new_files_and_agrees_with_detect(spark, tmp_pa
     first = capsys.readouterr().out
     history = {r.alert_id for r in spark.sql("SELECT alert_id FROM runtest.alerts").collect()}
     assert history and history < expected
-    assert "batch 0: alerts" in first
+    files = [p for p in (logs / "AWSLogs").rglob("*_CloudTrail_*.json.gz")]
+    events = sum(len(json.loads(gzip.decompress(p.read_bytes()))["Records"]) for p in files)
+    assert f"batch 0: events {events:,}, files {len(files)}, alerts " in first, first
 
     for path in late:  # they land
         shutil.move(held / path.relative_to(logs), path)
     assert main(run) == 0
     second = capsys.readouterr().out
-    assert "batch 0:" not in second and "batch 1: alerts" in second
+    assert "batch 0:" not in second
+    late_files = sum("_CloudTrail_" in p.name for p in late)
+    assert f"batch 1: events {summary.events - events:,}, files {late_files}, alerts " in second
     spark.catalog.refreshTable("runtest.alerts")
     rows = spark.sql("SELECT alert_id, batch_id, event_time FROM runtest.alerts").collect()
     assert {r.alert_id for r in rows} == expected
@@ -72,3 +80,121 @@ def test_run_replays_history_then_new_files_and_agrees_with_detect(spark, tmp_pa
     assert set(countries) == {"United States", "China", "Sweden"}
     assert countries["United States"].seen_count > countries["China"].seen_count >= 1
     assert countries["China"].first_seen.isoformat().startswith(f"{summary.days[-1]}T02:0")
+
+
+FAILING_RULE = """/*
+name: breaks_at_runtime
+kind: alert
+description: casts a name to a number, which fails at runtime under ANSI SQL
+severity: low
+entity: actor
+*/
+SELECT eventTime, eventID, userIdentity.arn AS actor
+FROM cloudtrail WHERE CAST(eventName AS INT) > 0
+"""
+
+
+def test_a_rule_failing_at_runtime_is_reported_and_the_others_go_on(spark, tmp_path, capsys):
+    from loader.rules.validate import SQL
+
+    logs = tmp_path / "logs"
+    write_sample(str(logs), SampleSpec(events=300, days=2))
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "breaks_at_runtime.sql").write_text(FAILING_RULE)
+    root_rule = SQL / "alerts" / "root_account_usage.sql"
+    shutil.copy(root_rule, rules / root_rule.name)
+    run = [
+        "run", "--source", str(logs / "AWSLogs"), "--once", "--database", "runfail",
+        "--rules", str(rules),
+    ]  # fmt: skip
+    capsys.readouterr()
+    assert main([*run, "--checkpoint", str(tmp_path / "ck1")]) == 0
+    out = capsys.readouterr().out
+    assert "rule breaks_at_runtime FAILED, left out of this batch: " in out
+    assert f"{rules / 'breaks_at_runtime.sql'}: " in out
+    assert "CAST_INVALID_INPUT" in out, out
+    spark.catalog.refreshTable("runfail.alerts")
+    rules_alerted = {
+        r.rule for r in spark.sql("SELECT DISTINCT rule FROM runfail.alerts").collect()
+    }
+    assert rules_alerted == {"root_account_usage"}
+
+    assert main([*run, "--checkpoint", str(tmp_path / "ck2"), "--strict"]) == 1
+    out = capsys.readouterr().out
+    assert "rule failed (--strict): breaks_at_runtime" in out
+
+
+def _wait_for(condition, proc, timeout: float = 240.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"the runner ended before the kill point:\n{proc.stdout.read()}"
+        assert time.monotonic() < deadline, "the kill point never came"
+        time.sleep(0.02)
+
+
+def _latest_state(rows) -> set[tuple]:
+    latest: dict[tuple, tuple] = {}
+    for r in sorted(rows, key=lambda r: r.batch_id):
+        latest[(r.rule, r.entity, r.value)] = (r.first_seen, r.last_seen, r.seen_count)
+    return {(*key, *seen) for key, seen in latest.items() if seen[2] > 0}
+
+
+@pytest.mark.slow
+def test_killed_mid_batch_twice_then_restarted_equals_an_uninterrupted_run(spark, tmp_path):
+    """SIGKILL while the observe query writes a batch, then while the apply query runs one;
+    the third start finishes. Alerts and profile state equal an uninterrupted run's."""
+    from tests.test_persistence import JVM, LOADER, SPARK, enrichment_flags
+
+    logs = tmp_path / "logs"
+    write_sample(str(logs), SampleSpec(events=1500, days=21, events_per_file=60))
+    flags = [
+        "--source",
+        str(logs / "AWSLogs"),
+        "--once",
+        "--max-files",
+        "6",
+        *enrichment_flags(logs),
+    ]
+    assert (
+        main(["run", *flags, "--database", "killref", "--checkpoint", str(tmp_path / "ref")]) == 0
+    )
+    spark.catalog.refreshTable("killref.alerts")
+    spark.catalog.refreshTable("killref.profile_state_log")
+    expected_alerts = sorted(r.alert_id for r in spark.table("killref.alerts").collect())
+    expected_state = _latest_state(spark.table("killref.profile_state_log").collect())
+    assert expected_alerts and expected_state
+
+    work, checkpoint = tmp_path / "work", tmp_path / "work" / "ck"
+    work.mkdir()
+    command = [*LOADER, "run", *flags, "--database", "killrun", "--checkpoint", str(checkpoint),
+               *SPARK, *JVM]  # fmt: skip
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen(command, cwd=work, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+
+    observations = checkpoint / "observations"
+    proc = start()  # killed while writing the second batch's rows
+    _wait_for(lambda: (observations / "_partial-000000001").is_dir(), proc)
+    proc.kill()
+    proc.wait()
+    assert not (observations / "batch-000000001").exists()
+
+    state = checkpoint / "state"
+    proc = start()  # killed in the apply query's first batch
+    _wait_for(lambda: (state / "offsets" / "0").exists(), proc)
+    assert not (state / "commits" / "0").exists()
+    proc.kill()
+    proc.wait()
+    assert not (state / "commits" / "0").exists()
+
+    proc = start()
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    warehouse = work / "spark-warehouse" / "killrun.db"
+    alerts = spark.read.parquet(str(warehouse / "alerts")).collect()
+    assert sorted(r.alert_id for r in alerts) == expected_alerts  # none lost, none twice
+    state_rows = spark.read.parquet(str(warehouse / "profile_state_log")).collect()
+    assert _latest_state(state_rows) == expected_state

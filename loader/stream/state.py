@@ -38,14 +38,23 @@ class ProfileState:
     values: dict[str, Seen] = field(default_factory=dict)
 
     def observe(
-        self, time: dt.datetime, value: str | None, learning: float, expire: float
+        self,
+        time: dt.datetime,
+        value: str | None,
+        learning: float,
+        expire: float,
+        last: dt.datetime | None = None,
+        count: int = 1,
     ) -> dict[str, Any] | None:
         """Take one row of the rule's result; the alert's details when it alerts.
 
-        Rows come in (eventTime, eventID) order within a batch. A row with no value starts the
-        entity's learning but is no observation. A late row (older than what the state has
-        seen) never alerts for a value already known, so late delivery cannot add alerts that
-        a time-ordered run would not raise; it can move the entity's start back."""
+        Rows come in (eventTime, eventID) order within a batch. A row may stand for ``count``
+        sightings of the value from ``time`` to ``last`` (the runner sends one row per value
+        and day: only the first sighting of a day can alert when ``expire`` is a day or more).
+        A row with no value starts the entity's learning but is no observation. A late row
+        (older than what the state has seen) never alerts for a value already known, so late
+        delivery cannot add alerts that a time-ordered run would not raise; it can move the
+        entity's start back."""
         if self.start is None or time < self.start:
             self.start = time
         if value is None:
@@ -65,12 +74,13 @@ class ProfileState:
                 "values_before": len(others),
                 "recent_values": [v for _, v in others[:RECENT_VALUES]],
             }
+        last = time if last is None else last
         if seen is None:
-            self.values[value] = Seen(time, time)
+            self.values[value] = Seen(time, last, count)
         else:  # a late event (delivered after later ones) may move first back
             seen.first = min(seen.first, time)
-            seen.last = max(seen.last, time)
-            seen.count += 1
+            seen.last = max(seen.last, last)
+            seen.count += count
         return alert
 
     def compact(self, now: dt.datetime, expire: float) -> list[str]:
@@ -131,6 +141,12 @@ def text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+# Keys of a result row the runner adds: where an account-wide profile's learning starts (its
+# state is kept per value, so it cannot see the profile's first row itself), and for a row that
+# stands for several sightings of its value, the last of them and how many.
+START, LAST, COUNT = "__start", "__last", "__count"
+
+
 def apply_rule(
     rule: Any, rows: list[dict[str, Any]], store: dict[tuple[str, ...], Any]
 ) -> list[tuple[dict[str, Any], str | None, dict[str, Any] | None]]:
@@ -145,10 +161,13 @@ def apply_rule(
             if entity_of and entity is None:
                 continue
             state = store.setdefault(("profile", rule.name, entity or ""), ProfileState())
+            if row.get(START) is not None and (state.start is None or row[START] < state.start):
+                state.start = row[START]
             value = text(pick(row, values["value"]))
             details = state.observe(
-                row["eventTime"], value, float(values["learning"]), float(values["expire"])
-            )
+                row["eventTime"], value, float(values["learning"]), float(values["expire"]),
+                row.get(LAST), int(row.get(COUNT) or 1),
+            )  # fmt: skip
             if details is not None:
                 candidates.append((row, value, details))
     elif values.get("threshold"):
