@@ -140,30 +140,33 @@ def _latest_state(rows) -> set[tuple]:
     return {(*key, *seen) for key, seen in latest.items() if seen[2] > 0}
 
 
+# every kind of state: stateless, dedup, threshold, per-principal and account-wide profiles
+KILL_RULES = [
+    "alerts/root_account_usage.sql", "alerts/tor_exit_node_activity.sql",
+    "alerts/unauthorized_api_calls_burst.sql", "profiles/new_country_for_principal.sql",
+    "profiles/new_source_ip.sql",
+]  # fmt: skip
+
+
 @pytest.mark.slow
 def test_killed_mid_batch_twice_then_restarted_equals_an_uninterrupted_run(spark, tmp_path):
     """SIGKILL while the observe query writes a batch, then while the apply query runs one;
     the third start finishes. Alerts and profile state equal an uninterrupted run's."""
+    from loader.rules.validate import SQL
     from tests.test_persistence import JVM, LOADER, SPARK, enrichment_flags
 
     logs = tmp_path / "logs"
-    write_sample(str(logs), SampleSpec(events=1500, days=21, events_per_file=60))
-    flags = [
-        "--source",
-        str(logs / "AWSLogs"),
-        "--once",
-        "--max-files",
-        "6",
-        *enrichment_flags(logs),
-    ]
-    assert (
-        main(["run", *flags, "--database", "killref", "--checkpoint", str(tmp_path / "ref")]) == 0
-    )
+    write_sample(str(logs), SampleSpec(events=1200, days=16, events_per_file=1000))  # 96 files
+    flags = ["--source", str(logs / "AWSLogs"), "--once", "--max-files", "40"]
+    flags += [*enrichment_flags(logs), "--rules", *[str(SQL / name) for name in KILL_RULES]]
+    reference_run = ["run", *flags, "--database", "killref", "--checkpoint", str(tmp_path / "ref")]
+    assert main(reference_run) == 0
     spark.catalog.refreshTable("killref.alerts")
     spark.catalog.refreshTable("killref.profile_state_log")
-    expected_alerts = sorted(r.alert_id for r in spark.table("killref.alerts").collect())
+    reference = spark.table("killref.alerts").collect()
+    expected_alerts = sorted(r.alert_id for r in reference)
     expected_state = _latest_state(spark.table("killref.profile_state_log").collect())
-    assert expected_alerts and expected_state
+    assert expected_state and any(r.kind == "profile" for r in reference)
 
     work, checkpoint = tmp_path / "work", tmp_path / "work" / "ck"
     work.mkdir()

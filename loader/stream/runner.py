@@ -328,7 +328,9 @@ def make_step(rules: list[Rule], strict: bool = False):  # type: ignore[no-untyp
     by_name = {rule.name: rule for rule in rules}
 
     def step(key: tuple[str, str], frames: Iterator[pd.DataFrame], state) -> Iterator[pd.DataFrame]:  # type: ignore[no-untyped-def]
-        frame = pd.concat(list(frames))
+        with warnings.catch_warnings():  # all-NULL columns (start, last) make pandas warn
+            warnings.simplefilter("ignore", FutureWarning)
+            frame = pd.concat(list(frames))
         if key[0] == STATUS_RULE:
             out = [("status", STATUS_RULE, None, None, None, None, None, None, None, raw,
                     None, None, None, int(batch))
@@ -519,15 +521,18 @@ def profile_state_ddl(db: str) -> list[str]:
 
 
 def _write_state(session: SparkSession, rows: DataFrame, db: str, batch_id: int) -> None:
-    """Append the batch's profile entries once (a replayed batch finds them written)."""
+    """Append the batch's profile entries that the log does not hold yet: a replayed batch
+    (even one killed while its files were being committed) completes what is missing."""
     table = f"{db}.{STATE_LOG}"
     session.catalog.refreshTable(table)
-    if session.table(table).where(f"batch_id = {int(batch_id)}").limit(1).count():
-        return
-    rows.selectExpr(
+    entries = rows.selectExpr(
         "rule", "entity", "value", "first_seen", "last_seen", "seen_count",
-        f"CAST({int(batch_id)} AS BIGINT) AS batch_id", "current_timestamp() AS updated_at",
-    ).write.insertInto(table)  # fmt: skip
+        f"CAST({int(batch_id)} AS BIGINT) AS batch_id",
+    )  # fmt: skip
+    logged = session.table(table).where(f"batch_id = {int(batch_id)}")
+    same = [entries[c].eqNullSafe(logged[c]) for c in ("rule", "entity", "value")]
+    new = entries.join(logged.select("rule", "entity", "value"), same, "left_anti")
+    new.selectExpr("*", "current_timestamp() AS updated_at").write.insertInto(table)
 
 
 # --- both together ----------------------------------------------------------------------------
