@@ -30,6 +30,7 @@ import datetime as dt
 import json
 import pickle
 import re
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
