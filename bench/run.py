@@ -36,6 +36,7 @@ PROFILE_RULE = """/*
 name: bench_profile
 kind: profile
 description: bench: a per-principal profile of the values each principal used
+severity: low
 entity: principal
 value: item
 */
@@ -110,8 +111,9 @@ def _batch_events(template: list[dict], n: int, now: dt.datetime, tag: str) -> l
         event["eventTime"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
         event["eventID"] = f"{tag}-{i:05d}"
         events.append(event)
-    account = events[0].get("recipientAccountId", "111122223333")
+    account = f"{abs(hash(tag)) % 10**12:012d}"  # a root of its own: no dedup across files
     events[0].update(
+        recipientAccountId=account,
         eventName="ConsoleLogin", eventSource="signin.amazonaws.com",
         userIdentity={"type": "Root", "principalId": account,
                       "arn": f"arn:aws:iam::{account}:root", "accountId": account},

@@ -648,13 +648,21 @@ def start_apply(
     def apply(batch: DataFrame, batch_id: int) -> None:
         session = batch.sparkSession
         batch = batch.localCheckpoint()
-        _write_state(session, batch.where("record = 'state'"), database, batch_id)
         statuses: dict[int, BatchStatus] = {}
-        records = batch.where("record <> 'state'").select("record", "rule", "details", "batch")
-        for row in records.collect():
+        # one small job: state rows counted, the few others (alerts, status, errors) read
+        columns = (
+            "record", "rule", "batch",
+            "CASE WHEN record IN ('status', 'error') THEN details END AS details",
+        )  # fmt: skip
+        state_rows = 0
+        counted = batch.selectExpr(*columns).groupBy("record", "rule", "batch", "details")
+        for row in counted.count().collect():
+            if row.record == "state":
+                state_rows += row["count"]
+                continue
             status = statuses.setdefault(row.batch, BatchStatus(row.batch))
             if row.record == "alert":
-                status.alerts[row.rule] += 1
+                status.alerts[row.rule] += row["count"]
             elif row.record == "error":
                 status.errors[row.rule] = row.details
             else:
@@ -664,9 +672,14 @@ def start_apply(
                 status.errors.update(summary["errors"])
                 if summary["newest"]:
                     status.newest_event = dt.datetime.fromisoformat(summary["newest"])
-        view = "__run_alerts"
-        batch.where("record = 'alert'").createOrReplaceTempView(view)
-        added = append_new_alerts(session, session.sql(_alert_rows_sql(rules, view)), database)
+        if state_rows:
+            _write_state(session, batch.where("record = 'state'"), database, batch_id)
+        added = 0
+        if any(status.alerts for status in statuses.values()):
+            view = "__run_alerts"
+            batch.where("record = 'alert'").createOrReplaceTempView(view)
+            alerts = session.sql(_alert_rows_sql(rules, view))
+            added = append_new_alerts(session, alerts, database)
         for number, status in sorted(statuses.items()):
             status.added = added if number == max(statuses) else 0
             report(status.render())
