@@ -48,7 +48,7 @@ def test_killed_mid_batch_twice_then_restarted_equals_an_uninterrupted_run(spark
 
     logs = tmp_path / "logs"
     write_sample(str(logs), SampleSpec(events=1200, days=16, events_per_file=1000))  # 96 files
-    flags = ["--source", str(logs / "AWSLogs"), "--once", "--max-files", "40"]
+    flags = ["--source", str(logs / "AWSLogs"), "--once", "--max-files", "50"]
     flags += [*enrichment_flags(logs), "--rules", *[str(SQL / name) for name in KILL_RULES]]
     reference_run = ["run", *flags, "--database", "killref", "--checkpoint", str(tmp_path / "ref")]
     assert main(reference_run) == 0

@@ -28,7 +28,7 @@ def story(spark, tmp_path_factory):
     from loader.rules.detect import source_events
 
     logs = tmp_path_factory.mktemp("state_story")
-    write_sample(str(logs), SampleSpec(events=4000, days=21))
+    write_sample(str(logs), SampleSpec(events=2500, days=21))
     session = spark.newSession()
     config = EnrichmentConfig(
         geoip_city_db=str(logs / SAMPLE_FILES["geoip_city_db"]),
