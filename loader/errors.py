@@ -24,3 +24,9 @@ class EnvironmentProblem(TsaError):
 
 class UdfError(TsaError):
     """An enrichment source (GeoIP database, Tor exit list) is missing, damaged or unusable."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-blank line of an exception's message (Spark's run to many lines)."""
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

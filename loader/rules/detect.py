@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from loader.alerts.model import create_alerts_table
 from loader.alerts.store import append_new_alerts
-from loader.errors import TsaError
+from loader.errors import TsaError, first_line
 from loader.rules.evaluate import rule_alerts
 from loader.rules.model import Rule
 from loader.rules.validate import columns_used
@@ -134,7 +134,7 @@ def detect(
             frame = rule_alerts(spark, rule, batch_id).localCheckpoint()
             rows = frame.select("entity", "event_time").collect()
         except PySparkException as exc:
-            summary.error = f"{rule.path}: {str(exc).strip().splitlines()[0]}"
+            summary.error = f"{rule.path}: {first_line(exc)}"
             continue
         summary.alerts = len(rows)
         summary.entities = len({r.entity for r in rows})

@@ -30,7 +30,6 @@ import datetime as dt
 import json
 import pickle
 import re
-import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from loader.alerts.model import SOURCES, alert_id_sql, create_alerts_table
 from loader.alerts.store import append_new_alerts
-from loader.errors import TsaError
+from loader.errors import TsaError, first_line
 from loader.rules.detect import PARTITIONS_PER_CORE
 from loader.rules.evaluate import dedup_key_sql, quote_name
 from loader.rules.model import Rule
@@ -93,7 +92,9 @@ def _key_sql(rule: Rule) -> str:
     return f"CAST({_name(rule, 'entity')} AS STRING)" if rule.values.get("entity") else "''"
 
 
-def batch_sql(rules: list[Rule], batch: int, starts: dict[str, str], status: dict[str, Any]) -> str:
+def batch_sql(
+    rules: list[Rule], batch: int, starts: dict[str, dt.datetime], status: dict[str, Any]
+) -> str:
     """One query for a batch: every rule's rows the stateful step needs, and the status row.
 
     A profile's rows become one per entity, value and day (per row when ``expire`` is shorter
@@ -127,7 +128,7 @@ def batch_sql(rules: list[Rule], batch: int, starts: dict[str, str], status: dic
     if profile_rows:
         ctes.append("p_rows AS (\n" + "\nUNION ALL ".join(profile_rows) + "\n)")
         starts_sql = " ".join(
-            f"WHEN {sql_string(rule)} THEN timestamp {sql_string(start)}"
+            f"WHEN {sql_string(rule)} THEN timestamp {sql_string(start.isoformat(sep=' '))}"
             for rule, start in sorted(starts.items())
         )
         parts.append(
@@ -164,14 +165,6 @@ def totals_sql(rules: list[Rule]) -> str:
 
 
 # --- the observe query ------------------------------------------------------------------------
-
-
-@dataclass
-class ObserveStatus:
-    batch: int
-    events: int = 0
-    files: int = 0
-    errors: dict[str, str] = field(default_factory=dict)  # rule -> "path: message"
 
 
 class Folder:
@@ -225,11 +218,13 @@ def _batch_folder(batch: int) -> str:
     return f"batch-{batch:09d}"
 
 
-def _previous_starts(folder: Folder, batch: int) -> dict[str, str]:
+def _previous_starts(folder: Folder, batch: int) -> dict[str, dt.datetime]:
+    """Where each account-wide profile's learning started, as of the last written batch."""
     done = sorted(n for n in folder.names() if n.startswith("batch-") and n < _batch_folder(batch))
     for name in reversed(done):
         if folder.exists(f"{name}/{STARTS_FILE}"):
-            return dict(json.loads(folder.read_text(f"{name}/{STARTS_FILE}")))
+            stored = json.loads(folder.read_text(f"{name}/{STARTS_FILE}"))
+            return {rule: dt.datetime.fromisoformat(moment) for rule, moment in stored}
     return {}
 
 
@@ -240,15 +235,15 @@ def observe_batch(
     folder: Folder,
     strict: bool,
     used: set[str] | None = None,
-) -> ObserveStatus | None:
-    """Write the rule rows of one batch of events to ``observations/batch-N``; None when a
+) -> bool:
+    """Write the rule rows of one batch of events to ``observations/batch-N``; False when a
     replay finds them written. ``used``: the event columns the rules read (None: all)."""
     from pyspark.errors import PySparkException
     from pyspark.storagelevel import StorageLevel
 
     final, partial = _batch_folder(batch), f"_partial-{batch:09d}"
     if folder.exists(final):
-        return None
+        return False
     started = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     session = events.sparkSession
     if used is not None:
@@ -256,7 +251,7 @@ def observe_batch(
         events = events.select(*[c for c in events.columns if c.lower() in keep])
     events = events.persist(StorageLevel.MEMORY_AND_DISK)
     events.createOrReplaceTempView("cloudtrail")
-    status = ObserveStatus(batch)
+    errors: dict[str, str] = {}  # rule -> "path: message"
     starts = _previous_starts(folder, batch)
     good = list(rules)
     try:
@@ -267,14 +262,13 @@ def observe_batch(
                 summary = {
                     "events": totals[0].events, "files": totals[0].files,
                     "newest": totals[0].time.isoformat() if totals[0].time else None,
-                    "started": started.isoformat(), "errors": status.errors,
+                    "started": started.isoformat(), "errors": errors,
                 }  # fmt: skip
                 batch_starts = dict(starts)
                 for row in totals[1:]:
                     if row.time is not None:
                         known = batch_starts.get(row.rule)
-                        moment = row.time.isoformat(sep=" ")
-                        batch_starts[row.rule] = min(known, moment) if known else moment
+                        batch_starts[row.rule] = min(known, row.time) if known else row.time
                 rows = session.sql(batch_sql(good, batch, batch_starts, summary))
                 rows.coalesce(session.sparkContext.defaultParallelism).write.parquet(
                     folder.child(partial)
@@ -283,22 +277,22 @@ def observe_batch(
             except PySparkException:
                 if attempt == 2:
                     raise
-                status.errors = _failing_rules(session, good)
-                if not status.errors:
+                errors = _failing_rules(session, good)
+                if not errors:
                     raise
-                good = [rule for rule in good if rule.name not in status.errors]
+                good = [rule for rule in good if rule.name not in errors]
                 if strict:
                     raise TsaError(
                         "rule failed (--strict): "
-                        + "; ".join(f"{n} ({e})" for n, e in status.errors.items())
+                        + "; ".join(f"{n} ({e})" for n, e in errors.items())
                     ) from None
     finally:
         events.unpersist()
         session.catalog.dropTempView("cloudtrail")
-    status.events, status.files = totals[0].events, totals[0].files
-    folder.write_text(f"{partial}/{STARTS_FILE}", json.dumps(sorted(batch_starts.items())))
+    stored = {rule: moment.isoformat(sep=" ") for rule, moment in batch_starts.items()}
+    folder.write_text(f"{partial}/{STARTS_FILE}", json.dumps(sorted(stored.items())))
     folder.rename(partial, final)
-    return status
+    return True
 
 
 def _failing_rules(session: SparkSession, rules: list[Rule]) -> dict[str, str]:
@@ -310,13 +304,8 @@ def _failing_rules(session: SparkSession, rules: list[Rule]) -> dict[str, str]:
         try:
             session.sql(rule.sql).write.format("noop").mode("overwrite").save()
         except PySparkException as exc:
-            failing[rule.name] = f"{rule.path}: {_first_line(exc)}"
+            failing[rule.name] = f"{rule.path}: {first_line(exc)}"
     return failing
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 # --- the apply query --------------------------------------------------------------------------
@@ -329,9 +318,7 @@ def make_step(rules: list[Rule], strict: bool = False):  # type: ignore[no-untyp
     by_name = {rule.name: rule for rule in rules}
 
     def step(key: tuple[str, str], frames: Iterator[pd.DataFrame], state) -> Iterator[pd.DataFrame]:  # type: ignore[no-untyped-def]
-        with warnings.catch_warnings():  # all-NULL columns (start, last) make pandas warn
-            warnings.simplefilter("ignore", FutureWarning)
-            frame = pd.concat(list(frames))
+        frame = pd.concat(list(frames))
         if key[0] == STATUS_RULE:
             out = [("status", STATUS_RULE, None, None, None, None, None, None, None, raw,
                     None, None, None, int(batch))
@@ -376,7 +363,7 @@ def _apply(rule: Rule, frame: pd.DataFrame, store: dict) -> list[tuple]:  # type
             row[LAST], row[COUNT] = last.to_pydatetime(), int(count)
         rows.append(row)
     alerts = apply_rule(rule, rows, store)
-    account_wide = rule.kind == "profile" and not rule.values.get("entity")
+    account_wide = _account_wide(rule)
     entity_column = rule.values.get("entity")
     out = _state_rows(rule, rows, store) if rule.kind == "profile" and rows else []
     for row, value, details in alerts:
@@ -441,9 +428,8 @@ def _state_rows(rule: Rule, rows: list[dict[str, Any]], store: dict) -> list[tup
 
 
 def _state_row(rule: Rule, entity: str, value: str, seen: Any, batch: int) -> tuple:  # type: ignore[type-arg]
-    account_wide = rule.values.get("entity") is None
     return (
-        "state", rule.name, None if account_wide else entity, value,
+        "state", rule.name, None if _account_wide(rule) else entity, value,
         None, None, None, None, None, None,
         seen.first if seen else None, seen.last if seen else None, seen.count if seen else 0,
         batch,
@@ -521,6 +507,16 @@ def profile_state_ddl(db: str) -> list[str]:
     ]
 
 
+def create_run_tables(spark: SparkSession, database: str) -> str:
+    """The database, ``alerts``, ``profile_state_log`` and ``profile_state``; the checked name."""
+    database = check_identifier(database)
+    run_statements(
+        spark,
+        [create_database(database), create_alerts_table(database), *profile_state_ddl(database)],
+    )
+    return database
+
+
 def _write_state(session: SparkSession, rows: DataFrame, db: str, batch_id: int) -> None:
     """Append the batch's profile entries that the log does not hold yet: a replayed batch
     (even one killed while its files were being committed) completes what is missing."""
@@ -568,7 +564,7 @@ class Runner:
         except StreamingQueryException as exc:
             # our own error raised in a batch arrives wrapped in Spark's and py4j's
             ours = re.search(r"TsaError: ([^\n]+)", str(exc))
-            print(f"run failed: {ours.group(1) if ours else _first_line(exc)}", flush=True)
+            print(f"run failed: {ours.group(1) if ours else first_line(exc)}", flush=True)
             self.stop()
             return 1
         return 0
@@ -586,11 +582,7 @@ def start(
     strict: bool = False,
 ) -> Runner:
     """Start the runner's streaming queries over ``events``; ``Runner.wait()`` waits for them."""
-    database = check_identifier(database)
-    run_statements(
-        spark,
-        [create_database(database), create_alerts_table(database), *profile_state_ddl(database)],
-    )
+    database = create_run_tables(spark, database)
     root = Folder(spark, checkpoint)
     observations = Folder(spark, root.child(OBSERVATIONS))
     observations.make()  # the apply query's source must exist before the first batch
