@@ -221,6 +221,7 @@ def state_scaling(spark, entries: list[int]) -> list[list[str]]:  # type: ignore
         spark.sql(f"DROP DATABASE IF EXISTS {database} CASCADE")
         create_run_tables(spark, database)
         observations = checkpoint / OBSERVATIONS
+
         def report(_line: str) -> None:  # timed here, around each run of the query
             return None
 

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from loader.alerts.model import SOURCES, alert_id_sql, create_alerts_table
 from loader.alerts.store import append_new_alerts
 from loader.errors import TsaError, first_line
-from loader.rules.detect import PARTITIONS_PER_CORE
+from loader.rules.detect import cached_for_rules
 from loader.rules.evaluate import dedup_key_sql, quote_name
 from loader.rules.model import Rule
 from loader.rules.validate import columns_used
@@ -71,7 +71,8 @@ STATUS_RULE = "__batch"
 DAY = 86400.0
 OBSERVE, OBSERVATIONS, APPLY = "observe", "observations", "state"
 STARTS_FILE = "_starts.json"
-STATE_PARTITIONS_CONF = "spark.tsa.run.statePartitions"  # default: 4 per core
+STATE_PARTITIONS_CONF = "spark.tsa.run.statePartitions"
+STATE_PARTITIONS_PER_CORE = 4  # the default
 
 
 def _name(rule: Rule, key: str) -> str:
@@ -239,18 +240,18 @@ def observe_batch(
     """Write the rule rows of one batch of events to ``observations/batch-N``; False when a
     replay finds them written. ``used``: the event columns the rules read (None: all)."""
     from pyspark.errors import PySparkException
-    from pyspark.storagelevel import StorageLevel
 
     final, partial = _batch_folder(batch), f"_partial-{batch:09d}"
     if folder.exists(final):
         return False
     started = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     session = events.sparkSession
-    if used is not None:
-        keep = used | {"eventtime", "source_file"}
-        events = events.select(*[c for c in events.columns if c.lower() in keep])
-    events = events.persist(StorageLevel.MEMORY_AND_DISK)
+    keep = None if used is None else used | {"eventtime", "source_file"}
+    events, _ = cached_for_rules(events, keep)
     events.createOrReplaceTempView("cloudtrail")
+    # A batch's aggregations are small: Spark's 200 shuffle partitions made a 1,000-event batch
+    # cost 7.5 s instead of 4.1 s (the query's session is its own: this stays in the query).
+    session.conf.set("spark.sql.shuffle.partitions", str(session.sparkContext.defaultParallelism))
     errors: dict[str, str] = {}  # rule -> "path: message"
     starts = _previous_starts(folder, batch)
     good = list(rules)
@@ -632,7 +633,7 @@ def start_apply(
     # The state's partitions are fixed when the checkpoint is created: Spark's default of 200
     # would make every batch, however small, open and commit 200 state stores.
     partitions = spark.conf.get(STATE_PARTITIONS_CONF, None) or str(
-        PARTITIONS_PER_CORE * spark.sparkContext.defaultParallelism
+        STATE_PARTITIONS_PER_CORE * spark.sparkContext.defaultParallelism
     )
     previous = spark.conf.get("spark.sql.shuffle.partitions")
     spark.conf.set("spark.sql.shuffle.partitions", partitions)
