@@ -26,6 +26,10 @@ class UdfError(TsaError):
     """An enrichment source (GeoIP database, Tor exit list) is missing, damaged or unusable."""
 
 
+class SinkError(TsaError):
+    """A sink is misconfigured, or refused or failed a delivery."""
+
+
 def first_line(exc: BaseException) -> str:
     """The first non-blank line of an exception's message (Spark's run to many lines)."""
     lines = [line for line in str(exc).strip().splitlines() if line.strip()]
