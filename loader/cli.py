@@ -198,6 +198,23 @@ def build_parser() -> argparse.ArgumentParser:
     _spark_options(run)
     run.set_defaults(handler=_run)
 
+    deliver = commands.add_parser(
+        "deliver",
+        help="send the alerts still pending in the outbox to the configured sinks",
+        description="Deliver what security.alerts holds and security.alert_deliveries does not "
+        "record as final for a sink (sinks, dedup and allowlists from the config file's "
+        "[[sinks]], [delivery] and [allowlist]). `run` and `detect` deliver on their own; this "
+        "flushes what a stopped runner or an unreachable sink left behind.",
+    )
+    deliver.add_argument(
+        "--wait", default="0s", help="keep retrying for up to this long while alerts are pending"
+    )
+    deliver.add_argument("--database", help="database of security.alerts (security)")
+    _enrichment_options(deliver)
+    _common_options(deliver)
+    _spark_options(deliver)
+    deliver.set_defaults(handler=_deliver)
+
     test_rules = commands.add_parser(
         "test-rules",
         help="run the cases in each rule's sibling NAME.test.json",
@@ -284,6 +301,8 @@ def _validate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _detect(args: argparse.Namespace, settings: Settings) -> int:
+    from loader.alerts.outbox import deliver_until_done
+    from loader.alerts.settings import build_deliverer
     from loader.enrichment import enriched_session
     from loader.rules.detect import detect, events_relation, source_events
     from loader.rules.validate import load_valid_rules
@@ -297,14 +316,38 @@ def _detect(args: argparse.Namespace, settings: Settings) -> int:
     else:
         table = args.table or f"{settings.database}.cloudtrail"
         events = events_relation(spark, table, args.since, args.until)
+    deliverer = build_deliverer(settings)  # config problems before the long part
     report = detect(spark, rules, events, settings.database, args.output)
     print(report.render())
+    if deliverer is not None:
+        deliver_until_done(spark, settings.database, deliverer, wait=0.0)
     return 1 if report.failed else 0
+
+
+def _deliver(args: argparse.Namespace, settings: Settings) -> int:
+    from loader.alerts.outbox import deliver_until_done
+    from loader.alerts.settings import build_deliverer
+    from loader.durations import parse_duration
+    from loader.errors import ConfigError
+    from loader.session import build_session
+    from loader.stream.runner import create_run_tables
+
+    deliverer = build_deliverer(settings)
+    if deliverer is None:
+        raise ConfigError("deliver: no sinks configured; add [[sinks]] tables to --config")
+    wait = parse_duration(args.wait, "--wait")
+    spark = build_session(settings, "tsa deliver")
+    database = create_run_tables(spark, settings.database)
+    for sink in deliverer.sinks:
+        print(f"sink {sink.describe()}")
+    pending = deliver_until_done(spark, database, deliverer, wait)
+    return 1 if pending else 0
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     import signal
 
+    from loader.alerts.settings import build_deliverer
     from loader.durations import parse_duration
     from loader.enrichment import enriched_session
     from loader.rules.validate import load_valid_rules
@@ -313,11 +356,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     rules = load_valid_rules(args.rules)
     trigger = parse_duration(args.trigger)
+    deliverer = build_deliverer(settings)
+    interval = parse_duration(str(settings.delivery.get("interval", "2s")), "delivery.interval")
     spark, _ = enriched_session(settings, "tsa run")
     events = stream_events(spark, args.source, args.max_files)
     runner = start(
         spark, events, rules, settings.database, args.checkpoint, trigger, args.once,
         report=lambda line: print(line, flush=True), strict=args.strict,
+        deliverer=deliverer, delivery_interval=interval,
     )  # fmt: skip
 
     def stop(signum: int, _frame: object) -> None:

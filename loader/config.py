@@ -47,6 +47,10 @@ class Settings:
     # serve
     host: str = "127.0.0.1"
     port: int = 10000
+    # alert delivery (run, detect, deliver): [[sinks]], [delivery], [allowlist] tables
+    sinks: list[dict[str, Any]] = field(default_factory=list)
+    delivery: dict[str, Any] = field(default_factory=dict)
+    allowlist: dict[str, Any] = field(default_factory=dict)
 
 
 def known_keys() -> list[str]:
@@ -55,7 +59,7 @@ def known_keys() -> list[str]:
 
 def _expected_type(key: str) -> type:
     annotation = str(next(f.type for f in fields(Settings) if f.name == key))
-    for name, kind in (("dict", dict), ("bool", bool), ("int", int)):
+    for name, kind in (("dict", dict), ("list", list), ("bool", bool), ("int", int)):
         if annotation.startswith(name):
             return kind
     return str
@@ -97,7 +101,10 @@ def parse_config(text: str, origin: str) -> dict[str, Any]:
             expected = _expected_type(key)
             # bool is an int in Python; a setting that wants a number must not take `true`
             if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-                article = {"str": "a string", "int": "an integer", "bool": "true or false"}
+                article = {
+                    "str": "a string", "int": "an integer", "bool": "true or false",
+                    "dict": "a table", "list": "an array of tables ([[sinks]])",
+                }  # fmt: skip
                 problems.append(
                     f"{origin}: '{key}' must be {article[expected.__name__]}, "
                     f"got {type(value).__name__} {value!r}"

@@ -293,3 +293,52 @@ def _subscribed_queue(sns, sqs, topic: str, name: str) -> str:
 def _messages(sqs, queue: str) -> list[dict]:
     received = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
     return [json.loads(m["Body"]) for m in received.get("Messages", [])]
+
+
+def test_the_readme_delivery_example_configures_every_sink(monkeypatch):
+    from loader.alerts.settings import build_policy, build_sinks
+    from loader.config import parse_config
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### Alert delivery", 1)[1]
+    text = section.split("```toml", 1)[1].split("```", 1)[0]
+    data = parse_config(text, "README")  # every key is a setting
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T0/B0/secret")
+    monkeypatch.setenv("SOAR_WEBHOOK_URL", "https://soar.example/hook?token=secret")
+    sinks = build_sinks(data["sinks"])
+    assert [s.name for s in sinks] == ["sns", "slack", "soar", "jsonl", "stdout"]
+    assert sinks[0].min_severity == "high" and sinks[1].rules[0] == "root_*"
+    assert all("secret" not in s.describe() for s in sinks)
+    policy = build_policy(data["delivery"], data["allowlist"], asn_of=lambda ip: 64512)
+    assert policy.dedup_for("tor_exit_node_activity") == DedupRule(("rule", "entity"), 21600)
+    assert policy.dedup_for("root_console_login") == DedupRule(("rule", "entity"), 3600)
+    assert (
+        policy.allowlist.reason(alert(source_ip="203.0.113.9"))
+        == "allowlisted range 203.0.113.0/24"
+    )
+
+
+def test_sink_settings_problems_are_all_reported_with_where(monkeypatch):
+    from loader.alerts.settings import build_policy, build_sinks
+    from loader.errors import ConfigError
+
+    monkeypatch.delenv("NO_SUCH_VAR", raising=False)
+    with pytest.raises(ConfigError) as caught:
+        build_sinks([
+            {"type": "slak", "url": "x"},
+            {"type": "webhook", "ur": "https://x"},
+            {"type": "slack", "url_env": "NO_SUCH_VAR", "min_severity": "urgent"},
+        ])  # fmt: skip
+    message = str(caught.value)
+    assert "sinks[1] (slak): 'type' must be one of sns, slack, webhook, jsonl, stdout" in message
+    assert "sinks[2] (webhook): unknown key 'ur' (did you mean 'url'?)" in message
+    assert "sinks[2] (webhook): give exactly one of url or url_env" in message
+    assert "sinks[3] (slack): environment variable NO_SUCH_VAR is not set" in message
+    assert "sinks[3] (slack): 'min_severity' must be one of info, low" in message
+    with pytest.raises(ConfigError) as caught:
+        build_policy({"dedup_windw": "1h"}, {"cidrs": ["10.0.0.300/8"], "asns": ["ASx"]}, None)
+    message = str(caught.value)
+    assert "delivery: unknown key 'dedup_windw' (did you mean 'dedup_window'?)" in message
+    assert "'10.0.0.300/8' is not an address range" in message
+    assert "ASN 'ASx' must be a number" in message

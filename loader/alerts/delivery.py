@@ -203,33 +203,41 @@ class Deliverer:
                 status, reason = decisions[alert_id]
                 if status == "send" and not wants(sink, alert):
                     status, reason = "filtered", f"below {sink.min_severity} or another rule"
-                if status == "send":
-                    if blocked:
-                        report.pending += 1
-                        continue
-                    status, reason = self._send(sink, alert)
-                    blocked = status == "retry"
-                    report.pending += status == "retry"
-                attempts.append(Attempt(alert_id, sink.name, status, number, reason, _now()))
-                report.counts[status] += 1
+                if status != "send":
+                    attempts.append(Attempt(alert_id, sink.name, status, number, reason, _now()))
+                    report.counts[status] += 1
+                    continue
+                if blocked:
+                    report.pending += 1
+                    continue
+                tried = self._send(sink, alert, number)
+                attempts += tried
+                report.counts.update(a.status for a in tried)
+                blocked = tried[-1].status == "retry"
+                report.pending += blocked
         return attempts, report
 
-    def _send(self, sink: Sink, alert: Mapping[str, Any]) -> tuple[str, str | None]:
+    def _send(self, sink: Sink, alert: Mapping[str, Any], first: int) -> list[Attempt]:
+        """Every try of one alert on one sink, each an attempt; the last says where it is."""
+        tried: list[Attempt] = []
+        alert_id = alert["alert_id"]
         for retry in range(self.retries + 1):
+            number = first + retry
             try:
                 sink.send(alert)
             except Rejected as exc:
-                return "rejected", str(exc)
+                return [*tried, Attempt(alert_id, sink.name, "rejected", number, str(exc), _now())]
             except RetryLater as exc:
+                tried.append(Attempt(alert_id, sink.name, "retry", number, str(exc), _now()))
                 if retry < self.retries:
                     self._sleep(self.pause * 2**retry)
                     continue
                 self._failures[sink.name] += 1
                 backoff = min(self.max_backoff, self.pause * 2 ** (self._failures[sink.name] + 1))
                 self._next_try[sink.name] = self._clock() + backoff
-                return "retry", str(exc)
+                return tried
             self._failures[sink.name] = 0
-            return "delivered", None
+            return [*tried, Attempt(alert_id, sink.name, "delivered", number, None, _now())]
         raise AssertionError("unreachable")
 
 

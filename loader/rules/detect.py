@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from loader.alerts.model import create_alerts_table
+from loader.alerts.outbox import create_deliveries_table
 from loader.alerts.store import append_new_alerts
 from loader.errors import TsaError, first_line
 from loader.rules.evaluate import rule_alerts
@@ -155,7 +156,9 @@ def detect(
         )
         frames.append(frame)
     report = DetectReport(count, summaries, output=output)
-    run_statements(spark, [create_database(db), create_alerts_table(db)])
+    run_statements(
+        spark, [create_database(db), create_alerts_table(db), create_deliveries_table(db)]
+    )
     if frames:
         alerts = frames[0]
         for frame in frames[1:]:

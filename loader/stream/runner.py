@@ -35,7 +35,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from loader.alerts.delivery import Deliverer
 from loader.alerts.model import SOURCES, alert_id_sql, create_alerts_table
+from loader.alerts.outbox import DeliveryLoop, create_deliveries_table
 from loader.alerts.store import append_new_alerts
 from loader.errors import TsaError, first_line
 from loader.rules.detect import cached_for_rules
@@ -513,7 +515,12 @@ def create_run_tables(spark: SparkSession, database: str) -> str:
     database = check_identifier(database)
     run_statements(
         spark,
-        [create_database(database), create_alerts_table(database), *profile_state_ddl(database)],
+        [
+            create_database(database),
+            create_alerts_table(database),
+            create_deliveries_table(database),
+            *profile_state_ddl(database),
+        ],
     )
     return database
 
@@ -540,9 +547,10 @@ class Runner:
     """The two queries. With ``--once`` the apply query starts when observe has read all."""
 
     def __init__(self, observe: StreamingQuery, start_apply: Callable[[], StreamingQuery],
-                 once: bool) -> None:  # fmt: skip
+                 once: bool, delivery: DeliveryLoop | None = None) -> None:  # fmt: skip
         self.observe = observe
         self._start_apply = start_apply
+        self.delivery = delivery.start() if delivery else None
         self.apply = None if once else start_apply()
         self.stopped = False
 
@@ -568,6 +576,9 @@ class Runner:
             print(f"run failed: {ours.group(1) if ours else first_line(exc)}", flush=True)
             self.stop()
             return 1
+        finally:
+            if self.delivery is not None:  # a last round; what stays pending waits in the outbox
+                self.delivery.stop()
         return 0
 
 
@@ -581,9 +592,15 @@ def start(
     once: bool,
     report: Callable[[str], None] = print,
     strict: bool = False,
+    deliverer: Deliverer | None = None,
+    delivery_interval: float = 2.0,
 ) -> Runner:
-    """Start the runner's streaming queries over ``events``; ``Runner.wait()`` waits for them."""
+    """Start the runner's streaming queries over ``events``; ``Runner.wait()`` waits for them.
+    With a ``deliverer``, new alerts also go to its sinks (:class:`DeliveryLoop`)."""
     database = create_run_tables(spark, database)
+    delivery = None
+    if deliverer is not None:
+        delivery = DeliveryLoop(spark, database, deliverer, report, delivery_interval)
     root = Folder(spark, checkpoint)
     observations = Folder(spark, root.child(OBSERVATIONS))
     observations.make()  # the apply query's source must exist before the first batch
@@ -600,10 +617,12 @@ def start(
     elif trigger:
         writer = writer.trigger(processingTime=f"{int(trigger)} seconds")
     observe_query = writer.start()
+    on_alerts = delivery.kick if delivery else None
     return Runner(
         observe_query,
-        lambda: start_apply(spark, rules, database, checkpoint, once, report, strict),
+        lambda: start_apply(spark, rules, database, checkpoint, once, report, strict, on_alerts),
         once,
+        delivery,
     )
 
 
@@ -615,8 +634,10 @@ def start_apply(
     once: bool,
     report: Callable[[str], None] = print,
     strict: bool = False,
+    on_alerts: Callable[[], None] | None = None,
 ) -> StreamingQuery:
-    """The apply query over what the observe query wrote under ``checkpoint``."""
+    """The apply query over what the observe query wrote under ``checkpoint``; ``on_alerts``
+    is called after a batch added alerts."""
     from pyspark.sql.streaming.state import GroupStateTimeout
 
     root = Folder(spark, checkpoint)
@@ -673,6 +694,8 @@ def start_apply(
             batch.where("record = 'alert'").createOrReplaceTempView(view)
             alerts = session.sql(_alert_rows_sql(rules, view))
             added = append_new_alerts(session, alerts, database)
+            if added and on_alerts is not None:
+                on_alerts()
         for number, status in sorted(statuses.items()):
             status.added = added if number == max(statuses) else 0
             report(status.render())
