@@ -342,3 +342,40 @@ def test_sink_settings_problems_are_all_reported_with_where(monkeypatch):
     assert "delivery: unknown key 'dedup_windw' (did you mean 'dedup_window'?)" in message
     assert "'10.0.0.300/8' is not an address range" in message
     assert "ASN 'ASx' must be a number" in message
+
+
+def test_max_age_skips_a_history_replays_old_alerts_but_never_a_waiting_one(receiver):
+    server = receiver()
+    policy = Policy(DedupRule(window=0), max_age=86400)
+    old = alert(0, created_at=dt.datetime(2024, 5, 1))  # raised a month after its event
+    fresh = alert(1, created_at=dt.datetime(2024, 3, 31, 12, 5))  # long ago, but raised at once
+    attempts, _ = Deliverer([WebhookSink("hook", url=server.url)], policy).deliver(
+        {"hook": [old, fresh]}
+    )
+    assert {a.alert_id: a.status for a in attempts} == {"id000": "filtered", "id001": "delivered"}
+
+
+def test_account_wide_alerts_dedup_by_value_and_sns_subjects_are_ascii(moto_server):
+    import boto3
+
+    from loader.alerts.sinks import sns_subject
+
+    policy = Policy(DedupRule(("rule", "entity"), 3600))
+    ips = [alert(n, rule="new_source_ip", entity=None, value=f"198.51.100.{n}") for n in range(3)]
+    decisions = policy.decide(
+        ips + [alert(5, rule="new_source_ip", entity=None, value="198.51.100.1")]
+    )
+    assert [decisions[f"id{n:03d}"][0] for n in (0, 1, 2, 5)] == ["send"] * 3 + ["deduplicated"]
+
+    title = (
+        "new_country_for_principal: arn:aws:iam::1:user/zoë new country Türkiye 東京 " + "x" * 80
+    )
+    sub = sns_subject(alert(title=title, severity="medium"))
+    assert sub.isascii() and len(sub) <= 99 and "zoe" in sub and "Turkiye" in sub
+    assert sub.endswith("...")
+    sns = boto3.client("sns")
+    topic = sns.create_topic(Name="tsa-ascii")["TopicArn"]
+    attempts, _ = Deliverer([SnsSink("sns", topic_arn=topic)]).deliver(
+        {"sns": [alert(title=title)]}
+    )
+    assert [a.status for a in attempts] == ["delivered"]

@@ -91,6 +91,7 @@ class Policy:
     default: DedupRule = field(default_factory=DedupRule)
     rules: dict[str, DedupRule] = field(default_factory=dict)
     allowlist: Allowlist = field(default_factory=Allowlist)
+    max_age: float = 0.0  # seconds; older events are not sent (0: no limit)
 
     def dedup_for(self, rule: str) -> DedupRule:
         return self.rules.get(rule, self.default)
@@ -105,14 +106,23 @@ class Policy:
         Walks the alerts in event-time order, so the decision for an alert depends only on
         the alerts before it: a later round that sees more recent alerts decides the same."""
         decisions: dict[str, tuple[str, str | None]] = {}
+        now = _now()
         last_sent: dict[tuple[Any, ...], tuple[dt.datetime, str]] = {}
         for alert in sorted(alerts, key=_order):
             reason = self.allowlist.reason(alert)
             if reason:
                 decisions[alert["alert_id"]] = ("suppressed", reason)
                 continue
+            # how old the activity was when the alert was raised (a history replay's alerts),
+            # not how long the alert has waited for a sink that was down
+            raised = _time(alert, "created_at") if alert.get("created_at") else now
+            if self.max_age and (raised - _time(alert)).total_seconds() > self.max_age:
+                decisions[alert["alert_id"]] = (
+                    "filtered", f"raised more than {self.max_age:g} s after its event",
+                )  # fmt: skip
+                continue
             dedup = self.dedup_for(str(alert.get("rule")))
-            key = tuple(alert.get(part) for part in dedup.key)
+            key = tuple(_key_part(alert, part) for part in dedup.key)
             moment = _time(alert)
             previous = last_sent.get(key)
             if (
@@ -241,8 +251,16 @@ class Deliverer:
         raise AssertionError("unreachable")
 
 
-def _time(alert: Mapping[str, Any]) -> dt.datetime:
-    value = alert.get("event_time")
+def _key_part(alert: Mapping[str, Any], part: str) -> Any:
+    """An alert without an entity (an account-wide profile) is keyed by its value instead:
+    two new source addresses of an account are two deliveries."""
+    if part == "entity" and alert.get("entity") is None:
+        return ("value", alert.get("value"))
+    return alert.get(part)
+
+
+def _time(alert: Mapping[str, Any], column: str = "event_time") -> dt.datetime:
+    value = alert.get(column)
     if isinstance(value, dt.datetime):
         return value.replace(tzinfo=None)
     if value:

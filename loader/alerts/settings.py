@@ -36,7 +36,8 @@ KINDS: dict[str, tuple[type, set[str], set[str]]] = {
     "stdout": (StdoutSink, set(), set()),
 }
 DELIVERY_KEYS = {
-    "dedup_key", "dedup_window", "retries", "pause", "max_backoff", "interval", "rules",
+    "dedup_key", "dedup_window", "retries", "pause", "max_backoff", "interval", "max_age",
+    "rules",
 }  # fmt: skip
 ALLOWLIST_KEYS = {"entities", "cidrs", "asns"}
 ALERT_FIELDS = {"rule", "entity", "value", "account", "region", "source_ip", "severity"}
@@ -125,7 +126,8 @@ def build_policy(
     if problems:
         raise ConfigError("; ".join(problems))
     entities = [str(e) for e in _list(allowlist, "entities", "allowlist", [])]
-    return Policy(default, rules, Allowlist(entities, cidrs, asns, asn_of))
+    max_age = parse_duration(str(delivery.get("max_age", "0")), "delivery: max_age")
+    return Policy(default, rules, Allowlist(entities, cidrs, asns, asn_of), max_age)
 
 
 def build_deliverer(settings: Any) -> Deliverer | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import json
 import sys
+import unicodedata
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -33,7 +34,7 @@ from loader.alerts.content import (
 )
 from loader.errors import SinkError
 
-SNS_SUBJECT_LIMIT = 100
+SNS_SUBJECT_LIMIT = 99  # SNS: ASCII, "less than 100 characters", no line breaks
 SNS_MESSAGE_LIMIT = 256 * 1024  # bytes, message and attributes together
 SLACK_TEXT_LIMIT = 3000  # characters in one section block
 WEBHOOK_BODY_LIMIT = 256 * 1024
@@ -48,10 +49,21 @@ class Rejected(SinkError):
     """The sink refused this message for good: record why and move on."""
 
 
-def subject(alert: Mapping[str, Any], limit: int = SNS_SUBJECT_LIMIT) -> str:
-    """``[HIGH] rule: entity new value``, cleaned and within SNS's subject limit."""
+def subject(alert: Mapping[str, Any], limit: int = 300) -> str:
+    """``[HIGH] rule: entity new value``, cleaned, at most ``limit`` characters."""
     severity = str(alert.get("severity") or "").upper()
     return clean(f"[{severity}] {alert.get('title') or alert.get('rule')}", limit)
+
+
+def sns_subject(alert: Mapping[str, Any]) -> str:
+    """The subject in what SNS accepts: ASCII (accents folded, the rest as ``?``), within
+    its length limit; SNS refuses the whole message otherwise."""
+    folded = unicodedata.normalize("NFKD", subject(alert, 10_000))
+    ascii_text = "".join(c for c in folded if not unicodedata.combining(c))
+    ascii_text = ascii_text.encode("ascii", errors="replace").decode("ascii")
+    if len(ascii_text) > SNS_SUBJECT_LIMIT:  # the body has it all; a subject only needs a cut
+        ascii_text = ascii_text[: SNS_SUBJECT_LIMIT - 3] + "..."
+    return ascii_text
 
 
 def text_body(alert: Mapping[str, Any]) -> str:
@@ -174,7 +186,7 @@ class SnsSink(Sink):
         try:
             self.client().publish(
                 TopicArn=self.topic_arn,
-                Subject=subject(alert),
+                Subject=sns_subject(alert),
                 Message=cap_bytes(text_body(alert), room),
                 MessageAttributes=attributes,
             )
