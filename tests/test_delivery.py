@@ -155,6 +155,12 @@ def test_hostile_user_agent_reaches_slack_escaped(receiver):
     assert "*\u200burgent*\u200b" in text  # formatting characters made inert
     assert slack_escape("a*b") == "a*\u200bb"
 
+    Deliverer([WebhookSink("hook", url=server.url)]).deliver({"hook": [hostile]})
+    page = server.accepted[-1]["html"]
+    assert "<b>hi</b>" not in page and "&lt;b&gt;hi&lt;/b&gt;" in page
+    assert "\x1b" not in page and "&lt;!channel&gt;" in page
+    assert server.accepted[-1]["alert"]["details"]["event"]["userAgent"] == HOSTILE_AGENT
+
 
 def test_an_oversized_alert_is_cut_with_a_marker_not_dropped(receiver, moto_server):
     import boto3

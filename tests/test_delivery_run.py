@@ -11,6 +11,7 @@ import pytest
 from loader.cli import main
 from loader.enrichment import SAMPLE_FILES
 from loader.sample.generate import SampleSpec, write_sample
+from tests.conftest import REPO
 from tests.test_delivery import Receiver
 
 pytestmark = pytest.mark.spark
@@ -46,20 +47,22 @@ dedup_window = "0s"
     return url
 
 
-def test_pending_deliveries_survive_a_sink_outage_and_a_restart(
-    spark, tmp_path, capsys, monkeypatch
-):
-    from pathlib import Path
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory):
+    logs = tmp_path_factory.mktemp("delivery") / "logs"
+    return logs, write_sample(str(logs), SampleSpec(events=1500, days=3))
 
-    repo = Path(__file__).resolve().parents[1]
-    logs = tmp_path / "logs"
-    write_sample(str(logs), SampleSpec(events=1500, days=3))
+
+def test_pending_deliveries_survive_a_sink_outage_and_a_restart(
+    spark, logs, tmp_path, capsys, monkeypatch
+):
+    logs, _ = logs
     jsonl = tmp_path / "alerts.jsonl"
     config = tmp_path / "tsa.toml"
     run = [
         "run", "--source", str(logs / "AWSLogs"), "--once", "--database", "deliverytest",
         "--checkpoint", str(tmp_path / "checkpoint"), "--config", str(config),
-        "--rules", *[str(repo / rule) for rule in RULES],
+        "--rules", *[str(REPO / rule) for rule in RULES],
         "--geoip-city-db", str(logs / SAMPLE_FILES["geoip_city_db"]),
     ]  # fmt: skip
 
@@ -103,3 +106,61 @@ def test_pending_deliveries_survive_a_sink_outage_and_a_restart(
 
     assert main(["deliver", "--database", "deliverytest", "--config", str(config)]) == 0
     assert "nothing to send, pending 0" in capsys.readouterr().out
+
+
+def test_detect_delivers_with_filters_and_allowlist(spark, logs, tmp_path, capsys):
+    logs, summary = logs
+    root = f"arn:aws:iam::{summary.accounts[1]}:root"
+    config = tmp_path / "tsa.toml"
+    config.write_text(
+        f"""
+[[sinks]]
+type = "stdout"
+rules = ["root_console_login"]
+
+[delivery]
+dedup_window = "0s"
+
+[allowlist]
+entities = ["{root}"]
+"""
+    )
+    detect = [
+        "detect", "--source", str(logs / "AWSLogs"), "--database", "detectdelivery",
+        "--config", str(config), "--rules", *[str(REPO / rule) for rule in RULES],
+        "--geoip-city-db", str(logs / SAMPLE_FILES["geoip_city_db"]),
+    ]  # fmt: skip
+    capsys.readouterr()
+    assert main(detect) == 0
+    out = capsys.readouterr().out
+    alerts = spark.sql("SELECT alert_id, rule, entity FROM detectdelivery.alerts").collect()
+    suppressed = [a for a in alerts if a.entity == root]
+    sent = [a for a in alerts if a.entity != root and a.rule == "root_console_login"]
+    assert suppressed and sent, out
+    printed = [line for line in out.splitlines() if line.startswith("ALERT ")]
+    assert sorted(
+        json.loads(line[line.index(" {") + 1 :])["alert_id"] for line in printed
+    ) == sorted(a.alert_id for a in sent)
+    assert all(line.startswith("ALERT [HIGH] root_console_login: ") for line in printed)
+    filtered = len(alerts) - len(suppressed) - len(sent)
+    expected = (
+        f"delivery: delivered {len(sent)}, suppressed {len(suppressed)}, filtered {filtered}, "
+        "pending 0"
+    )
+    assert expected in out, out
+    spark.catalog.refreshTable("detectdelivery.alert_deliveries")
+    statuses = {
+        r.status: r.n
+        for r in spark.sql(
+            "SELECT status, count(*) AS n FROM detectdelivery.alert_deliveries GROUP BY status"
+        ).collect()
+    }
+    assert statuses == {
+        k: v
+        for k, v in {
+            "delivered": len(sent),
+            "suppressed": len(suppressed),
+            "filtered": filtered,
+        }.items()
+        if v
+    }

@@ -158,7 +158,7 @@ class RoundReport:
 
     def render(self) -> str:
         parts = [f"{status} {self.counts[status]}" for status in
-                 ("delivered", "retry", "rejected", "suppressed", "deduplicated")
+                 ("delivered", "retry", "rejected", "suppressed", "deduplicated", "filtered")
                  if self.counts[status]]  # fmt: skip
         return "delivery: " + (", ".join(parts) or "nothing to send") + f", pending {self.pending}"
 

@@ -132,8 +132,10 @@ class WebhookSink(Sink):
     timeout: float = TIMEOUT_SECONDS
 
     def payload(self, alert: Mapping[str, Any]) -> dict[str, Any]:
+        """The alert as JSON, with a plain ``text`` line and an escaped ``html`` summary for
+        receivers that show one (chat tools, ticket systems, mail)."""
         return {"alert_id": alert.get("alert_id"), "text": subject(alert, 300),
-                "alert": alert_json(alert)}  # fmt: skip
+                "html": html_body(alert), "alert": alert_json(alert)}  # fmt: skip
 
     def send(self, alert: Mapping[str, Any]) -> None:
         body = json.dumps(self.payload(alert), default=str).encode("utf-8")
