@@ -108,6 +108,7 @@ def _event_ids(technique: str) -> set[str]:
 def corpus_alerts(spark, corpus_tables):
     """Every bundled rule over the real corpus (MaxMind's test databases, the corpus's Tor
     lists): rule name -> alert rows."""
+    from loader.rules.detect import cached_for_rules
     from loader.rules.evaluate import rule_alerts
 
     geoip = corpus_dir("geoip") / "test-data"
@@ -118,7 +119,9 @@ def corpus_alerts(spark, corpus_tables):
         tor_exit_list=str(corpus_dir("tor")),
     )
     register_udfs(session, config, refresh=False)
-    session.table("corpus.cloudtrail").cache().createOrReplaceTempView("cloudtrail")
+    # cached as `detect` caches (one partition per core, not one per corpus file)
+    events, _ = cached_for_rules(session.table("corpus.cloudtrail"), None)
+    events.createOrReplaceTempView("cloudtrail")
     rules, _ = _bundled()
     return {rule.name: rule_alerts(session, rule).collect() for rule in rules}
 
