@@ -66,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--source", help="folder or s3://bucket/prefix at any level of AWSLogs/... (required)"
     )
     create.add_argument("--database", help="database to create the tables in (default: security)")
+    create.add_argument(
+        "--kind",
+        choices=["cloudtrail", "s3-access-logs"],
+        default="cloudtrail",
+        help="what the logs are: CloudTrail (default) or S3 server access logs "
+        "(security.s3_access_logs, flat or date-partitioned key layout)",
+    )
     _common_options(create)
     _spark_options(create)
     create.set_defaults(handler=_create_hive_table)
@@ -240,6 +247,11 @@ def _create_hive_table(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError("create-hive-table needs --source (or 'source' in the config file)")
     normalize_source(settings.source)  # a typo fails now, not after Spark has started
     spark = build_session(settings, "tsa create-hive-table")
+    if args.kind == "s3-access-logs":
+        from loader.tables.create_s3_access import create_s3_access_tables
+
+        print(create_s3_access_tables(spark, settings.source, settings.database).render())
+        return 0
     report = create_cloudtrail_tables(spark, settings.source, settings.database)
     print(report.render())
     return 0
