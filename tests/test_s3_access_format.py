@@ -108,3 +108,14 @@ def test_the_sql_parses():
     ddl = create_raw_table("security", "s3_access_logs_raw", "s3://logs/s3/")
     assert "org.apache.hadoop.hive.serde2.RegexSerDe" in ddl
     assert ddl.count(" STRING") == len(FIELDS) + 1
+
+
+def test_every_column_is_documented_with_its_type():
+    import re
+
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("| `security.s3_access_logs` column |", 1)[1].split("\n\n", 1)[0]
+    documented = dict(re.findall(r"^\| `(\w+)` \| (\w+) \|", section, re.M))
+    assert documented == {**{f.name: f.kind for f in FIELDS}, "extra": "string"}
