@@ -205,6 +205,18 @@ def build_parser() -> argparse.ArgumentParser:
     _spark_options(run)
     run.set_defaults(handler=_run)
 
+    sync = commands.add_parser(
+        "sync",
+        help="copy new CloudTrail log objects from S3 to a local folder (incremental)",
+        description="Mirror the CloudTrail log objects (not digests) under an s3:// prefix to "
+        "DEST/<key>, keeping the layout; objects already copied are skipped, an interrupted "
+        "sync is resumed by running it again. For a local Spark without an S3 filesystem.",
+    )
+    sync.add_argument("--source", required=True, help="s3://bucket/prefix to copy from")
+    sync.add_argument("--dest", required=True, help="local folder to copy into")
+    _common_options(sync)
+    sync.set_defaults(handler=_sync)
+
     deliver = commands.add_parser(
         "deliver",
         help="send the alerts still pending in the outbox to the configured sinks",
@@ -333,6 +345,18 @@ def _detect(args: argparse.Namespace, settings: Settings) -> int:
     print(report.render())
     if deliverer is not None:
         deliver_until_done(spark, settings.database, deliverer, wait=0.0)
+    return 1 if report.failed else 0
+
+
+def _sync(args: argparse.Namespace, settings: Settings) -> int:
+    from loader.errors import ConfigError
+    from loader.s3util import is_s3
+    from loader.sources.s3sync import sync
+
+    if not is_s3(settings.source or ""):
+        raise ConfigError(f"sync --source {settings.source}: expected s3://bucket/prefix")
+    report = sync(settings.source, args.dest)
+    print(report.render())
     return 1 if report.failed else 0
 
 
