@@ -205,6 +205,17 @@ def build_parser() -> argparse.ArgumentParser:
     _spark_options(run)
     run.set_defaults(handler=_run)
 
+    discover = commands.add_parser(
+        "discover",
+        help="find where the CloudTrail trails of every enabled region write (boto3)",
+        description="Ask every enabled region (or --regions) for its trails, organization "
+        "trails included, and print each S3 bucket/prefix once however many trails or regions "
+        "write there. Give a location to create-hive-table, or to sync first.",
+    )
+    discover.add_argument("--regions", nargs="+", help="only these regions")
+    _common_options(discover)
+    discover.set_defaults(handler=_discover)
+
     sync = commands.add_parser(
         "sync",
         help="copy new CloudTrail log objects from S3 to a local folder (incremental)",
@@ -346,6 +357,14 @@ def _detect(args: argparse.Namespace, settings: Settings) -> int:
     if deliverer is not None:
         deliver_until_done(spark, settings.database, deliverer, wait=0.0)
     return 1 if report.failed else 0
+
+
+def _discover(args: argparse.Namespace, settings: Settings) -> int:
+    from loader.sources.discover import discover
+
+    found = discover(args.regions)
+    print(found.render())
+    return 0 if found.locations else 1
 
 
 def _sync(args: argparse.Namespace, settings: Settings) -> int:
