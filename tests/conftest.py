@@ -36,6 +36,21 @@ os.environ.update(
 os.environ.pop("AWS_PROFILE", None)
 
 
+# The longest test files, longest first. pytest-xdist hands files to its two workers in
+# collection order; alphabetical order started the two longest last, so one worker ran them
+# alone at the end. Starting them first lets the short files fill the gaps (same tests).
+LONGEST_FIRST = (
+    "test_run_kill.py", "test_run.py", "test_persistence.py", "test_rule_pack.py",
+    "test_detect.py", "test_stream_state.py", "test_create_corpus.py", "test_enrich.py",
+    "test_delivery_run.py", "test_demo.py",
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 @pytest.fixture(scope="session")
 def moto_server():
     """A moto server on 127.0.0.1, reached by boto3 over HTTP via AWS_ENDPOINT_URL."""
