@@ -26,6 +26,7 @@ from loader.tables.cloudtrail_ddl import check_identifier, create_database, sql_
 from loader.tables.s3_access_ddl import (
     create_lines_table,
     create_raw_table,
+    matches_sql,
     typed_view_query,
     unparsed_view_query,
 )
@@ -122,8 +123,14 @@ def create_s3_access_tables(spark: SparkSession, source: str, database: str) -> 
     report.partitions = len(partitions)
     for table in (RAW, LINES):
         spark.catalog.refreshTable(f"{db}.{table}")
-    report.parsed = spark.table(f"{db}.{VIEW}").count()
-    report.unparsed = spark.table(f"{db}.{UNPARSED}").count()
+    # one pass over the lines: the typed view holds the lines that match, the unparsed view
+    # the others
+    matches = matches_sql("line")
+    counts = spark.sql(
+        f"SELECT count_if({matches}) AS parsed, count_if(NOT {matches}) AS unparsed "
+        f"FROM {db}.{LINES}"
+    ).first()
+    report.parsed, report.unparsed = counts.parsed, counts.unparsed
     return report
 
 

@@ -113,19 +113,16 @@ def _typed(field: LogField) -> str:
     from loader.tables.cloudtrail_ddl import sql_string
 
     column = f"`{field.name}`"
-    if field.pattern == _QUOTED:  # "text" -> text (backslash escapes undone); "-", - -> NULL
-        unquoted = f"substring({column}, 2, length({column}) - 2)"
-        inner = f"regexp_replace({unquoted}, {sql_string(_ESCAPED)}, '$1')"
-        value = f"CASE WHEN {column} IN ('-', '\"-\"') THEN NULL ELSE {inner} END"
-    else:
-        value = f"nullif({column}, '-')"
     if field.kind == "timestamp":
         return f"to_timestamp({column}, 'dd/MMM/yyyy:HH:mm:ss Z')"
     if field.kind == "boolean":
         return f"CASE {column} WHEN 'Yes' THEN true WHEN '-' THEN false END"
-    if field.kind != "string":
-        return f"try_cast({value} AS {field.kind.upper()})"
-    return value
+    if field.pattern == _QUOTED:  # "text" -> text (backslash escapes undone); "-", - -> NULL
+        unquoted = f"substring({column}, 2, length({column}) - 2)"
+        inner = f"regexp_replace({unquoted}, {sql_string(_ESCAPED)}, '$1')"
+        return f"CASE WHEN {column} IN ('-', '\"-\"') THEN NULL ELSE {inner} END"
+    value = f"nullif({column}, '-')"
+    return value if field.kind == "string" else f"try_cast({value} AS {field.kind.upper()})"
 
 
 def typed_view_query(raw: str) -> str:
@@ -138,7 +135,6 @@ def typed_view_query(raw: str) -> str:
 
 def unparsed_view_query(lines: str) -> str:
     """Lines that do not parse, with their file and why."""
-    from loader.tables.cloudtrail_ddl import sql_string
 
     return (
         "SELECT input_file_name() AS file, line, CASE "
@@ -146,5 +142,13 @@ def unparsed_view_query(lines: str) -> str:
         "WHEN size(split(trim(line), ' ')) < 18 "
         "THEN 'fewer than the 18 fields of the oldest format' "
         "ELSE 'does not match the S3 server access log format' END AS reason "
-        f"FROM {lines} WHERE NOT line RLIKE {sql_string('^' + REGEX + '$')}"
+        f"FROM {lines} WHERE NOT {matches_sql('line')}"
     )
+
+
+def matches_sql(column: str) -> str:
+    """True where ``column`` is a whole line the SerDe reads (``RegexSerDe`` matches the whole
+    line, ``RLIKE`` finds: hence the anchors)."""
+    from loader.tables.cloudtrail_ddl import sql_string
+
+    return f"{column} RLIKE {sql_string('^' + REGEX + '$')}"
