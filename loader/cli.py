@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from loader import __version__
 from loader.config import Settings, resolve
-from loader.errors import TsaError
+from loader.errors import ConfigError, TsaError
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -178,7 +179,28 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoint makes a restarted runner continue where it stopped. Rules are validated "
         "first.",
     )
-    run.add_argument("--source", required=True, help="a folder or s3:// prefix of CloudTrail logs")
+    run.add_argument(
+        "--source",
+        help="a folder or s3:// prefix of CloudTrail logs (with --sqs-queue-url: the history "
+        "replayed first, read through boto3)",
+    )
+    run.add_argument(
+        "--sqs-queue-url",
+        metavar="URL",
+        help="follow an SQS queue of CloudTrail SNS or S3 event notifications (raw, in SNS or "
+        "EventBridge form) and read the objects they name through boto3",
+    )
+    run.add_argument(
+        "--sqs-inbox",
+        metavar="DIR",
+        help="local folder where the SQS source keeps what it took in until committed "
+        "(default: CHECKPOINT/sqs)",
+    )
+    run.add_argument(
+        "--sqs-visibility-timeout",
+        default="15m",
+        help="how long a received message stays hidden while its batch runs (15m)",
+    )
     run.add_argument(
         "--checkpoint", default="tsa-checkpoint", help="checkpoint folder (default: tsa-checkpoint)"
     )
@@ -261,7 +283,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _create_hive_table(args: argparse.Namespace, settings: Settings) -> int:
-    from loader.errors import ConfigError
     from loader.session import build_session
     from loader.sources.listing import normalize_source
     from loader.tables.create_cloudtrail import create_cloudtrail_tables
@@ -281,7 +302,6 @@ def _create_hive_table(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _generate_sample(args: argparse.Namespace, settings: Settings) -> int:
-    from loader.errors import ConfigError
     from loader.sample.generate import SampleSpec, write_sample
 
     if not settings.out:
@@ -368,7 +388,6 @@ def _discover(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _sync(args: argparse.Namespace, settings: Settings) -> int:
-    from loader.errors import ConfigError
     from loader.s3util import is_s3
     from loader.sources.s3sync import sync
 
@@ -383,7 +402,6 @@ def _deliver(args: argparse.Namespace, settings: Settings) -> int:
     from loader.alerts.outbox import deliver_until_done
     from loader.alerts.settings import build_deliverer
     from loader.durations import parse_duration
-    from loader.errors import ConfigError
     from loader.session import build_session
     from loader.stream.runner import create_run_tables
 
@@ -401,6 +419,7 @@ def _deliver(args: argparse.Namespace, settings: Settings) -> int:
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     import signal
+    from functools import partial
 
     from loader.alerts.settings import build_deliverer
     from loader.durations import parse_duration
@@ -408,17 +427,29 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from loader.rules.validate import load_valid_rules
     from loader.stream.runner import start
     from loader.stream.source import stream_events
+    from loader.stream.sqs_source import commit_finished, stream_sqs_events
 
     rules = load_valid_rules(args.rules)
     trigger = parse_duration(args.trigger)
     deliverer = build_deliverer(settings)
     interval = parse_duration(str(settings.delivery.get("interval", "2s")), "delivery.interval")
+    if not args.source and not args.sqs_queue_url:
+        raise ConfigError("run needs --source, --sqs-queue-url or both")
     spark, _ = enriched_session(settings, "tsa run")
-    events = stream_events(spark, args.source, args.max_files)
+    observed = None
+    if args.sqs_queue_url:
+        inbox = _sqs_inbox(args)
+        events = stream_sqs_events(
+            spark, args.sqs_queue_url, inbox, args.source, args.max_files,
+            int(parse_duration(args.sqs_visibility_timeout, "--sqs-visibility-timeout")),
+        )  # fmt: skip
+        observed = partial(commit_finished, inbox=inbox, queue_url=args.sqs_queue_url)
+    else:
+        events = stream_events(spark, args.source, args.max_files)
     runner = start(
         spark, events, rules, settings.database, args.checkpoint, trigger, args.once,
         report=lambda line: print(line, flush=True), strict=args.strict,
-        deliverer=deliverer, delivery_interval=interval,
+        deliverer=deliverer, delivery_interval=interval, observed=observed,
     )  # fmt: skip
 
     def stop(signum: int, _frame: object) -> None:
@@ -428,6 +459,23 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     return runner.wait()
+
+
+def _sqs_inbox(args: argparse.Namespace) -> str:
+    """The SQS source's inbox: a local folder (the driver's Python writes it)."""
+    from urllib.parse import urlparse
+
+    if args.sqs_inbox:
+        return args.sqs_inbox
+    parsed = urlparse(args.checkpoint)
+    if parsed.scheme == "file":
+        return os.path.join(parsed.path, "sqs")
+    if parsed.scheme and len(parsed.scheme) > 1:  # one letter: a Windows drive
+        raise ConfigError(
+            f"--checkpoint {args.checkpoint} is not a local folder: give --sqs-inbox a local "
+            "folder on the driver for the SQS source's inbox"
+        )
+    return os.path.join(args.checkpoint, "sqs")
 
 
 def _test_rules(args: argparse.Namespace, settings: Settings) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
 LAYOUT_RE = re.compile(
     r"(?:^|/)AWSLogs/(?:(?P<org>o-[a-z0-9]{10,32})/)?(?P<account>\d{12})/"
@@ -108,12 +108,13 @@ _PATH_PARTS = {
 }
 
 
-def with_layout_columns(raw: DataFrame) -> DataFrame:
+def with_layout_columns(raw: DataFrame, path: Column | None = None) -> DataFrame:
     """``Records`` of a file-source DataFrame (batch or streaming) with the file's path and the
-    account, region and day its place in the layout gives: what ``events_query`` reads."""
+    account, region and day its place in the layout gives: what ``events_query`` reads.
+    ``path``: the column holding each row's file (default: the file source's metadata)."""
     from pyspark.sql import functions as F
 
-    path = F.col("_metadata.file_path")
+    path = F.col("_metadata.file_path") if path is None else path
     columns = [raw.Records, path.alias("file_path")]
     for name, pattern in _PATH_PARTS.items():
         part = F.regexp_extract(path, pattern, 1)

@@ -30,6 +30,7 @@ import datetime as dt
 import json
 import pickle
 import re
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -321,6 +322,9 @@ def make_step(rules: list[Rule], strict: bool = False):  # type: ignore[no-untyp
     by_name = {rule.name: rule for rule in rules}
 
     def step(key: tuple[str, str], frames: Iterator[pd.DataFrame], state) -> Iterator[pd.DataFrame]:  # type: ignore[no-untyped-def]
+        # pyspark's worker concatenates the frames yielded here, some with all-NA columns;
+        # pandas 2.x warns about that on every batch (harmless; the types are set by the schema)
+        warnings.filterwarnings("ignore", "The behavior of DataFrame concatenation", FutureWarning)
         frame = pd.concat(list(frames))
         if key[0] == STATUS_RULE:
             out = [("status", STATUS_RULE, None, None, None, None, None, None, None, raw,
@@ -547,8 +551,10 @@ class Runner:
     """The two queries. With ``--once`` the apply query starts when observe has read all."""
 
     def __init__(self, observe: StreamingQuery, start_apply: Callable[[], StreamingQuery],
-                 once: bool, delivery: DeliveryLoop | None = None) -> None:  # fmt: skip
+                 once: bool, delivery: DeliveryLoop | None = None,
+                 observed: Callable[[StreamingQuery], None] | None = None) -> None:  # fmt: skip
         self.observe = observe
+        self._observed = observed  # called once the observe query has ended
         self._start_apply = start_apply
         self.delivery = delivery.start() if delivery else None
         self.apply = None if once else start_apply()
@@ -566,6 +572,8 @@ class Runner:
 
         try:
             self.observe.awaitTermination()
+            if self._observed is not None:
+                self._observed(self.observe)
             if self.apply is None and not self.stopped:
                 self.apply = self._start_apply()
             if self.apply is not None:
@@ -594,9 +602,11 @@ def start(
     strict: bool = False,
     deliverer: Deliverer | None = None,
     delivery_interval: float = 2.0,
+    observed: Callable[[StreamingQuery], None] | None = None,
 ) -> Runner:
     """Start the runner's streaming queries over ``events``; ``Runner.wait()`` waits for them.
-    With a ``deliverer``, new alerts also go to its sinks (:class:`DeliveryLoop`)."""
+    With a ``deliverer``, new alerts also go to its sinks (:class:`DeliveryLoop`); ``observed``
+    is called with the observe query once it has ended."""
     database = create_run_tables(spark, database)
     delivery = None
     if deliverer is not None:
@@ -623,6 +633,7 @@ def start(
         lambda: start_apply(spark, rules, database, checkpoint, once, report, strict, on_alerts),
         once,
         delivery,
+        observed,
     )
 
 
