@@ -235,7 +235,20 @@ def build_parser() -> argparse.ArgumentParser:
         "write there. Give a location to create-hive-table, or to sync first.",
     )
     discover.add_argument("--regions", nargs="+", help="only these regions")
+    discover.add_argument(
+        "--create",
+        action="store_true",
+        help="create/update the CloudTrail tables (as create-hive-table) over every location",
+    )
+    discover.add_argument(
+        "--sync-to",
+        metavar="DIR",
+        help="first copy every location's log objects into DIR (as sync); with --create, the "
+        "tables are made over the copies (for a Spark without an S3 filesystem)",
+    )
+    discover.add_argument("--database", help="database for --create (security)")
     _common_options(discover)
+    _spark_options(discover)
     discover.set_defaults(handler=_discover)
 
     sync = commands.add_parser(
@@ -380,11 +393,42 @@ def _detect(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _discover(args: argparse.Namespace, settings: Settings) -> int:
+    from loader.s3util import split_s3
     from loader.sources.discover import discover
 
     found = discover(args.regions)
     print(found.render())
-    return 0 if found.locations else 1
+    if not found.locations:
+        return 1
+    sources = [location.url for location in found.locations]
+    if args.sync_to:
+        from loader.sources.s3sync import sync
+
+        copies = []
+        for url in sources:
+            report = sync(url, args.sync_to)
+            print(report.render())
+            if report.failed:
+                return 1
+            _, prefix = split_s3(url)
+            copies.append(os.path.join(args.sync_to, prefix))
+        sources = copies
+    if not args.create:
+        return 0
+    from loader.session import build_session
+    from loader.sources.listing import list_files
+    from loader.tables.create_cloudtrail import create_cloudtrail_tables
+
+    spark = build_session(settings, "tsa discover --create")
+    for source in sources:
+        if args.sync_to and not os.path.isdir(source):
+            print(f"{source}: no log objects copied, no tables to make")
+            continue
+        if not args.sync_to and next(iter(list_files(source)), None) is None:
+            print(f"{source}: no objects yet, no tables to make")
+            continue
+        print(create_cloudtrail_tables(spark, source, settings.database).render())
+    return 0
 
 
 def _sync(args: argparse.Namespace, settings: Settings) -> int:

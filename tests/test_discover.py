@@ -54,3 +54,35 @@ def test_discover_asks_every_enabled_region_by_default(trails, capsys):
     assert (
         "| s3://org-trail-logs/AWSLogs | eu-copy, main, org | eu-west-1, us-east-1 | yes |" in out
     )
+
+
+@pytest.mark.spark
+def test_discover_syncs_and_creates_the_tables_of_every_location(trails, spark, tmp_path, capsys):
+    """`--sync-to DIR --create`: each location copied, then the tables made over the copies
+    (this Spark has no S3 filesystem); a location without logs yet makes nothing."""
+    import boto3
+
+    from loader.sample.generate import SampleSpec, write_sample
+
+    logs = tmp_path / "logs"
+    summary = write_sample(str(logs), SampleSpec(events=300, days=2, events_per_file=100))
+    s3 = boto3.client("s3")
+    uploaded = []
+    for path in sorted((logs / "AWSLogs").rglob("*_CloudTrail_*.json.gz")):
+        key = str(path.relative_to(logs))
+        s3.upload_file(str(path), "org-trail-logs", key)
+        uploaded.append(key)
+    try:
+        copies = tmp_path / "copies"
+        flags = ["--regions", "us-east-1", "eu-west-1", "--sync-to", str(copies), "--create"]
+        assert main(["discover", *flags, "--database", "discovered"]) == 0
+        out = capsys.readouterr().out
+        assert f"log objects: {len(uploaded)} listed, {len(uploaded)} copied" in out
+        assert f"{copies}/ct/AWSLogs: no log objects copied, no tables to make" in out
+        events = spark.sql("SELECT count(*) AS n FROM discovered.cloudtrail").first().n
+        assert events == summary.events
+        assert main(["discover", *flags, "--database", "discovered"]) == 0  # a rerun: nothing new
+        assert f"{len(uploaded)} already up to date" in capsys.readouterr().out
+    finally:
+        for key in uploaded:
+            s3.delete_object(Bucket="org-trail-logs", Key=key)
