@@ -78,6 +78,26 @@ def build_parser() -> argparse.ArgumentParser:
     _spark_options(create)
     create.set_defaults(handler=_create_hive_table)
 
+    glue = commands.add_parser(
+        "create-glue-table",
+        help="the same tables in the AWS Glue Data Catalog, for Athena (boto3)",
+        description="Create or update, through the Glue API, Athena's CloudTrail table with "
+        "partition projection over account, region and day (no partitions to add, ever) and "
+        "the cloudtrail view typed as Spark's; or the S3 server access log table. A table that "
+        "matches is left alone, one that differs is updated.",
+    )
+    glue.add_argument(
+        "--source", required=True,
+        help="s3://bucket/[prefix/]AWSLogs[/<org-id>] (CloudTrail) or the access log prefix",
+    )  # fmt: skip
+    glue.add_argument("--database", help="Glue database (default: security)")
+    glue.add_argument("--kind", choices=["cloudtrail", "s3-access-logs"], default="cloudtrail")
+    glue.add_argument(
+        "--dry-run", action="store_true", help="print the equivalent Athena DDL, change nothing"
+    )
+    _common_options(glue)
+    glue.set_defaults(handler=_create_glue_table)
+
     sample = commands.add_parser(
         "generate-sample",
         help="write realistic CloudTrail logs, with an attack story on the last day",
@@ -390,6 +410,20 @@ def _detect(args: argparse.Namespace, settings: Settings) -> int:
     if deliverer is not None:
         deliver_until_done(spark, settings.database, deliverer, wait=0.0)
     return 1 if report.failed else 0
+
+
+def _create_glue_table(args: argparse.Namespace, settings: Settings) -> int:
+    from loader.s3util import is_s3
+    from loader.tables.glue import apply_tables, athena_ddl, glue_tables
+
+    if not is_s3(args.source):
+        raise ConfigError(f"create-glue-table --source {args.source}: expected an s3:// prefix")
+    tables = glue_tables(args.kind, args.source, settings.database)
+    if args.dry_run:
+        print(";\n\n".join(athena_ddl(settings.database, table) for table in tables) + ";")
+        return 0
+    print(apply_tables(settings.database, tables).render())
+    return 0
 
 
 def _discover(args: argparse.Namespace, settings: Settings) -> int:
