@@ -247,6 +247,24 @@ def build_parser() -> argparse.ArgumentParser:
     _spark_options(run)
     run.set_defaults(handler=_run)
 
+    export = commands.add_parser(
+        "export",
+        help="the rules as Athena (Trino) queries to schedule, transpiled with sqlglot",
+        description="Write every rule as an Athena query: Spark-only SQL rewritten (JSON "
+        "functions, exists, UNNEST), GeoIP/Tor functions joined against the exported "
+        "ip_enrichment table, profiles as 'first seen' queries over their history window. A "
+        "rule that cannot be expressed is reported as not portable and not written.",
+    )
+    export.add_argument("--dialect", choices=["athena"], default="athena")
+    export.add_argument(
+        "--rules", nargs="+", metavar="DIR", help="rule folders or files (default: bundled)"
+    )
+    export.add_argument("--out", metavar="DIR", help="write NAME.sql per rule here")
+    export.add_argument("--database", help="Glue database of the tables (security)")
+    export.add_argument("--every", default="1h", help="how often the queries will run (1h)")
+    _common_options(export)
+    export.set_defaults(handler=_export)
+
     discover = commands.add_parser(
         "discover",
         help="find where the CloudTrail trails of every enabled region write (boto3)",
@@ -424,6 +442,22 @@ def _create_glue_table(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     print(apply_tables(settings.database, tables).render())
     return 0
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from loader.durations import parse_duration
+    from loader.rules.export import export_rules
+    from loader.rules.validate import load_valid_rules
+
+    rules = load_valid_rules(args.rules)
+    every = int(parse_duration(args.every, "--every"))
+    report = export_rules(rules, settings.database, args.out, every)
+    if not args.out:
+        for rule in report.rules:
+            if rule.sql is not None:
+                print(rule.sql)
+    print(report.render(), file=sys.stderr if not args.out else sys.stdout)
+    return 0  # what is not portable is listed; the rest is ready
 
 
 def _discover(args: argparse.Namespace, settings: Settings) -> int:

@@ -350,8 +350,7 @@ def athena_ddl(database: str, table: dict[str, Any]) -> str:
         return f"CREATE OR REPLACE VIEW {database}.{table['Name']} AS\n{sql}"
     storage = table["StorageDescriptor"]
     columns = ",\n  ".join(
-        f"{c['Name']} {c['Type'].replace(':', ': ').replace(',', ', ')}"
-        for c in storage["Columns"]
+        f"{c['Name']} {c['Type'].replace(':', ': ').replace(',', ', ')}" for c in storage["Columns"]
     )
     ddl = f"CREATE EXTERNAL TABLE IF NOT EXISTS {database}.{table['Name']} (\n  {columns}\n)"
     if table.get("PartitionKeys"):
