@@ -21,7 +21,10 @@ from tests.conftest import FAST_START_JVM
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 LOADER = [sys.executable, "-m", "loader"]
-SPARK = ["--master", "local[2]", "--conf", "spark.sql.shuffle.partitions=2"]
+SPARK = [
+    "--master", "local[2]", "--conf", "spark.sql.shuffle.partitions=2",
+    "--conf", "spark.ui.enabled=false",
+]  # fmt: skip
 JVM = ["--conf", f"spark.driver.extraJavaOptions={FAST_START_JVM}"]
 TOR_QUERY = (
     "SELECT geoip_country(sourceIPAddress), geoip_asn(sourceIPAddress), "
