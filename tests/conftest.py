@@ -42,7 +42,7 @@ os.environ.pop("AWS_PROFILE", None)
 LONGEST_FIRST = (
     "test_run_kill.py", "test_run.py", "test_persistence.py", "test_run_sqs.py",
     "test_rule_pack.py",
-    "test_detect.py", "test_stream_state.py", "test_create_corpus.py", "test_enrich.py",
+    "test_detect.py", "test_create_corpus.py", "test_enrich.py",
     "test_delivery_run.py", "test_demo.py",
 )  # fmt: skip
 

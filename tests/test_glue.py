@@ -69,9 +69,9 @@ def test_cloudtrail_table_and_view_are_athenas_then_a_rerun_changes_nothing(aws,
     columns = {c["Name"]: c["Type"] for c in storage["Columns"]}
     assert len(columns) == 29
     assert columns["requestparameters"] == columns["responseelements"] == "string"
-    assert "sessionissuer:struct<type:string,principalid:string,arn:string" in columns[
-        "useridentity"
-    ]
+    assert (
+        "sessionissuer:struct<type:string,principalid:string,arn:string" in columns["useridentity"]
+    )
     assert columns["resources"] == "array<struct<arn:string,accountid:string,type:string>>"
     assert [(k["Name"], k["Type"]) for k in table["PartitionKeys"]] == [
         ("account", "string"), ("region", "string"), ("dt", "string"),
