@@ -247,6 +247,20 @@ def build_parser() -> argparse.ArgumentParser:
     _spark_options(run)
     run.set_defaults(handler=_run)
 
+    mat = commands.add_parser(
+        "materialize",
+        help="convert raw CloudTrail days to a Parquet table, incrementally",
+        description="Convert every day (account, region, dt) of the raw table not converted yet, "
+        "or whose raw files changed since, into security.cloudtrail_parquet: the cloudtrail "
+        "view's columns with raw_json, partitioned by dt, account and region. Query it, or give "
+        "it to detect --table, for much faster scans of long histories.",
+    )
+    mat.add_argument("--since", metavar="YYYY-MM-DD", help="only days from this one on")
+    mat.add_argument("--database", help="database of the raw tables (security)")
+    _common_options(mat)
+    _spark_options(mat)
+    mat.set_defaults(handler=_materialize)
+
     export = commands.add_parser(
         "export",
         help="the rules as Athena (Trino) queries to schedule, transpiled with sqlglot",
@@ -441,6 +455,15 @@ def _create_glue_table(args: argparse.Namespace, settings: Settings) -> int:
         print(";\n\n".join(athena_ddl(settings.database, table) for table in tables) + ";")
         return 0
     print(apply_tables(settings.database, tables).render())
+    return 0
+
+
+def _materialize(args: argparse.Namespace, settings: Settings) -> int:
+    from loader.session import build_session
+    from loader.tables.materialize import materialize
+
+    spark = build_session(settings, "tsa materialize")
+    print(materialize(spark, settings.database, args.since).render())
     return 0
 
 
