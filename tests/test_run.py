@@ -1,6 +1,7 @@
 """`run`: the history replayed in time order, then new files only, and in the end exactly the
 alerts `detect` raises over the same events (same alert_ids). The runner's state step, fed the
-same history batch by batch, raises those alerts too."""
+same history batch by batch, raises those alerts too; and those alerts tell the attack story
+(one `detect` over the story serves all three checks)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def story(spark, tmp_path_factory):
     """Three weeks of generated history with the attack story, and `detect`'s alerts over it
     (every bundled rule): the reference both tests compare with."""
     logs = tmp_path_factory.mktemp("run_story") / "logs"
-    summary = write_sample(str(logs), SampleSpec(events=2500, days=21))
+    summary = write_sample(str(logs), SampleSpec(events=6000, days=21))
     sources = [
         "--geoip-city-db", str(logs / SAMPLE_FILES["geoip_city_db"]),
         "--geoip-asn-db", str(logs / SAMPLE_FILES["geoip_asn_db"]),
@@ -171,3 +172,69 @@ def test_state_batch_by_batch_equals_detect(spark, story):
         assert got == expected, f"{rule.name}: {len(got)} alerts batch by batch, {len(expected)}"
         total += len(expected)
     assert total >= 26  # at least the attack story's alerts
+
+
+def test_the_bundled_pack_tells_the_attack_story_and_stays_quiet_while_learning(story):
+    """The whole bundled pack over three weeks of generated history: on the attack's hour every
+    step is flagged by the rule made for it, attack-only rules never fire on normal life, and
+    no profile alerts inside its first 14 days."""
+    import datetime as dt
+
+    from loader.sample.generate import ATTACK_NEW_USER, ATTACK_USER
+
+    _, summary, _, alerts = story
+    account = summary.accounts[0]
+    dave = f"arn:aws:iam::{account}:user/{ATTACK_USER}"
+    root = f"arn:aws:iam::{account}:root"
+    backdoor = f"arn:aws:iam::{account}:user/{ATTACK_NEW_USER}"
+    attack_hour = f"{summary.days[-1]}T02:"
+    story = [a for a in alerts if a["event_time"].startswith(attack_hour)]
+    random_values = {"new_access_key", "new_principal_id", "new_source_ip"}  # keys, ids, IPs
+    found = sorted(
+        (a["rule"], a["entity"], "*" if a["rule"] in random_values else a["value"]) for a in story
+    )
+    asn = "AS198093 Foreningen for digitala fri"
+    assert found == sorted([
+        # 1. dave calls APIs from China: new for him, for the account's cities and countries
+        ("new_country_for_principal", dave, "China"),
+        ("new_asn_for_principal", dave, "AS4837 CHINA UNICOM China169 Backbone"),
+        ("new_geoip_city", None, "Changchun, China"),
+        ("new_geoip_country", None, "China"),
+        ("new_source_ip", None, "*"),
+        ("new_source_ip", None, "*"),
+        # 2. then through the Tor exit node
+        ("new_country_for_principal", dave, "Sweden"),
+        ("new_asn_for_principal", dave, asn),
+        ("new_geoip_city", None, "Stockholm, Sweden"),
+        ("new_source_ip", None, "*"),
+        ("tor_exit_node_activity", dave, None),
+        # 3. root signs in through Tor without MFA
+        ("root_console_login", root, None),
+        ("root_account_usage", root, None),
+        ("console_login_without_mfa", root, None),
+        ("tor_exit_node_activity", root, None),
+        ("new_country_for_principal", root, "Sweden"),
+        ("new_asn_for_principal", root, asn),
+        # 4. root stops CloudTrail
+        ("cloudtrail_logging_tampered", root, None),
+        ("new_sensitive_api_for_principal", root, "cloudtrail:StopLogging"),
+        # 5. dave creates backup-admin and a key for it, used through Tor
+        ("new_sensitive_api_for_principal", dave, "iam:CreateUser"),
+        ("new_sensitive_api_for_principal", dave, "iam:CreateAccessKey"),
+        ("iam_access_key_created", dave, None),
+        ("new_access_key", None, "*"),
+        ("new_principal_arn", None, backdoor),
+        ("new_principal_id", None, "*"),
+        ("tor_exit_node_activity", backdoor, None),
+    ])  # fmt: skip
+    # rules made for attacks are silent on three weeks of normal life
+    attack_only = {
+        "tor_exit_node_activity", "root_console_login", "cloudtrail_logging_tampered",
+        "iam_access_key_created", "new_country_for_principal", "new_geoip_country",
+        "new_asn_for_principal", "new_access_key", "new_principal_arn",
+    }  # fmt: skip
+    assert not [a for a in alerts if a["rule"] in attack_only and a not in story]
+    # profiles learn for 14 days (account-wide and per principal) before anything alerts
+    first = dt.date.fromisoformat(summary.days[0])
+    learned = (first + dt.timedelta(days=14)).isoformat()
+    assert all(a["event_time"] >= learned for a in alerts if a["kind"] == "profile")
