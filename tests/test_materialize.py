@@ -67,6 +67,19 @@ def test_materialize_converts_each_day_once_and_redoes_a_changed_day(spark, tmp_
         == 1
     )
 
+    # detect reads the Parquet table as it reads the view: the same alerts
+    from loader.rules.validate import SQL
+
+    rules = ["--rules", str(SQL / "alerts/root_account_usage.sql"),
+             str(SQL / "alerts/console_login_without_mfa.sql")]  # fmt: skip
+    found = {}
+    for table in ("cloudtrail", "cloudtrail_parquet"):
+        output = tmp_path / f"{table}.jsonl"
+        args = ["detect", "--table", f"mat.{table}", "--database", "mat", "--output", str(output)]
+        assert main([*args, *rules]) == 0
+        found[table] = sorted(json.loads(line)["alert_id"] for line in output.open())
+    assert found["cloudtrail"] and found["cloudtrail"] == found["cloudtrail_parquet"]
+
     last = summary.days[-1]
     assert main(["materialize", "--database", "mat", "--since", last]) == 0
     assert "0 converted, 0 redone" in capsys.readouterr().out
