@@ -170,7 +170,6 @@ def export_rule(rule: Rule, database: str, every: int) -> ExportedRule:
         tree = sqlglot.parse_one(rule.sql.strip().rstrip(";"), read="spark")
         tree = _rewrite(tree, database, result)
         body = tree.sql("trino", pretty=True, unsupported_level=ErrorLevel.RAISE)
-        body = body.replace(" cloudtrail\n", f" {database}.cloudtrail\n")
         body = _qualify_events(body, database)
         query = _scheduled(rule, body, every)
         sqlglot.parse_one(query, read="trino", error_level=ErrorLevel.RAISE)  # reads back

@@ -282,7 +282,7 @@ class Queue:
         """Record one message; True when it can be deleted at once (nothing left to read)."""
         body, message_id = message.get("Body", ""), message.get("MessageId")
         notice = parse_notification(body)
-        logs = [ref for ref in notice.log_objects]
+        logs = notice.log_objects
         if not logs:
             if notice.problems:
                 reason = f"message {message_id}: " + "; ".join(notice.problems)

@@ -110,11 +110,12 @@ def materialize(spark: SparkSession, database: str, since: str | None = None) ->
     report = MaterializeReport(db, days=len(days))
     done = _done(spark, db)
     todo: list[tuple[Day, Fingerprint]] = []
-    for day, location in sorted(days.items(), key=lambda item: (item[0][2], item[0])):
+    for key, location in sorted(days.items(), key=lambda item: (item[0][2], item[0])):
+        day: Day = (key[0], key[1], key[2])
         now = _fingerprint(location)
-        if done.get(day) != now:  # type: ignore[arg-type]
-            todo.append((day, now))  # type: ignore[arg-type]
-            (report.redone if day in done else report.converted).append(day)  # type: ignore[arg-type]
+        if done.get(day) != now:
+            todo.append((day, now))
+            (report.redone if day in done else report.converted).append(day)
     previous = spark.conf.get("spark.sql.sources.partitionOverwriteMode")
     spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
     started = time.monotonic()
