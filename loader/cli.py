@@ -261,6 +261,43 @@ def build_parser() -> argparse.ArgumentParser:
     _spark_options(mat)
     mat.set_defaults(handler=_materialize)
 
+    meta = commands.add_parser(
+        "metastore",
+        help="put the Hive catalog in PostgreSQL so run, serve, spark-sql and pyspark share it",
+        description="Create the Hive metastore schema in a PostgreSQL database (once; a rerun "
+        "changes nothing) and write the Spark settings that use it into CONF_DIR/"
+        "spark-defaults.conf. With SPARK_CONF_DIR=CONF_DIR, every Spark process on this "
+        "machine (python -m loader, spark-sql, spark-submit, pyspark) shares the catalog at "
+        "the same time, which the default embedded Derby metastore cannot do.",
+    )
+    meta.add_argument(
+        "--postgres",
+        required=True,
+        metavar="URL",
+        help="postgresql://USER:PASSWORD@HOST:PORT/DATABASE (an empty database; without a "
+        "password in the URL, PGPASSWORD is used)",
+    )
+    meta.add_argument(
+        "--conf-dir",
+        metavar="DIR",
+        help="Spark configuration folder to write (default: $SPARK_CONF_DIR, else ./spark-conf)",
+    )
+    meta.add_argument(
+        "--warehouse",
+        metavar="PATH",
+        help="where managed tables' data goes, seen alike by every process (default: "
+        "./spark-warehouse made absolute; s3://, hdfs:// as given)",
+    )
+    meta.add_argument(
+        "--jdbc-driver",
+        metavar="JAR",
+        default=None,
+        help="PostgreSQL JDBC driver jar (default: Debian's /usr/share/java/postgresql.jar)",
+    )
+    _common_options(meta)
+    _spark_options(meta)
+    meta.set_defaults(handler=_metastore)
+
     export = commands.add_parser(
         "export",
         help="the rules as Athena (Trino) queries to schedule, transpiled with sqlglot",
@@ -464,6 +501,31 @@ def _materialize(args: argparse.Namespace, settings: Settings) -> int:
 
     spark = build_session(settings, "tsa materialize")
     print(materialize(spark, settings.database, args.since).render())
+    return 0
+
+
+def _metastore(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from loader import metastore
+    from loader.session import build_session
+
+    pg = metastore.parse_postgres_url(args.postgres)
+    driver = metastore.check_driver(args.jdbc_driver or metastore.DEBIAN_JDBC_DRIVER)
+    warehouse = (
+        metastore.warehouse_uri(args.warehouse) if args.warehouse else metastore.default_warehouse()
+    )
+    conf_dir = Path(args.conf_dir or os.environ.get("SPARK_CONF_DIR") or "spark-conf").resolve()
+    metastore.check_reachable(pg)
+    settings.conf = {**settings.conf, **metastore.schema_creation_conf(pg, warehouse, driver)}
+    spark = build_session(settings, "tsa metastore")
+    print(metastore.create_schema(spark, pg).render(pg))
+    spark.stop()
+    path = metastore.write_spark_defaults(conf_dir, metastore.shared_conf(pg, warehouse, driver))
+    print(f"wrote {path} (mode 600: it holds the password)")
+    print(f"warehouse: {warehouse}")
+    print(f"every Spark process started with SPARK_CONF_DIR={conf_dir} shares this catalog:")
+    print(f"  export SPARK_CONF_DIR={conf_dir}")
     return 0
 
 

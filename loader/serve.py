@@ -53,6 +53,11 @@ def serve(settings: Settings) -> int:
     host, port = settings.host, settings.port
     _check_port_free(host, port)  # before the JVM, like the settings checked next
     settings.conf = {
+        # Other processes (the runner, create-hive-table, materialize) write these tables
+        # while the server runs: a cached relation or file listing would answer from the
+        # files as they were at the first query. Listing again per query keeps answers fresh.
+        "spark.sql.filesourceTableRelationCacheSize": "0",
+        "spark.sql.hive.filesourcePartitionFileCacheSize": "0",
         "spark.sql.hive.thriftServer.singleSession": "true",
         "spark.hadoop.hive.server2.thrift.bind.host": host,
         "spark.hadoop.hive.server2.thrift.port": str(port),

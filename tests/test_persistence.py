@@ -1,16 +1,13 @@
 """The tables outlive the process: the CLI creates them in a folder's default (Derby) metastore
-and fresh processes use them: `spark-sql -e` from the pyspark wheel (also over the enriched
-view), and beeline against `serve`, calling the Python UDFs. Processes run one after the
-other, as Derby admits one JVM at a time."""
+and fresh processes use them: `spark-sql -e` from the pyspark wheel, also over the enriched
+view. Processes run one after the other, as Derby admits one JVM at a time (beeline against
+`serve`, beside other processes, is in test_shared_metastore.py)."""
 
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -81,36 +78,3 @@ def test_tables_persist_and_spark_sql_queries_the_enriched_view(workdir):
         work,
     )
     assert rows == ["1000\t2", "Sweden\tForeningen for digitala fri\t8"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_beeline_calls_the_udfs_through_serve(workdir, tmp_path):
-    logs, work = workdir
-    port = _free_port()
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
-    command = [*LOADER, "serve", "--port", str(port), *enrichment_flags(logs), *SPARK, *JVM]
-    server = subprocess.Popen(
-        command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        deadline = time.monotonic() + 180
-        line = ""
-        while "serving on" not in line:
-            assert server.poll() is None, server.stderr.read()[-3000:]
-            assert time.monotonic() < deadline, "serve did not start"
-            line = server.stdout.readline()
-        assert line.strip() == f"serving on jdbc:hive2://127.0.0.1:{port}/security"
-        beeline = [spark_bin("beeline"), "-u", f"jdbc:hive2://127.0.0.1:{port}/security"]
-        options = ["-n", "tsa", "--silent=true", "--outputformat=tsv2", "-e"]
-        output = run([*beeline, *options, TOR_QUERY.format(db="security")], tmp_path).stdout
-        through_beeline = output.strip().splitlines()[-1].split("\t")
-    finally:
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=60) == 0
-    # the sample's GeoIP facts for the Tor exit, and the attack story's 8 events from it
-    assert through_beeline == ["Sweden", "198093", "true", "8"]
