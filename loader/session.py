@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from loader.config import Settings
 from loader.errors import EnvironmentProblem
 from loader.java import java_problem
+from loader.shipping import ship_packages
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -60,4 +61,5 @@ def build_session(settings: Settings, app_name: str, hive: bool = True) -> Spark
         builder = builder.enableHiveSupport()
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN" if settings.debug else "ERROR")
+    ship_packages(spark)  # on a cluster, executors get this project's code from here
     return spark

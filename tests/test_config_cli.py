@@ -156,3 +156,21 @@ def test_bad_enrichment_sources_fail_before_spark_starts(monkeypatch, capsys, tm
         busy.listen()
         assert main(["serve", "--port", str(busy.getsockname()[1])]) == 1
     assert "cannot listen on 127.0.0.1:" in capsys.readouterr().err
+
+
+def test_a_python_worker_failure_names_the_python_error():
+    from loader.errors import first_line
+
+    worker = Exception(
+        "An exception was thrown from the Python worker. Please see the stack trace below.\n"
+        'Traceback (most recent call last):\n  File "pyspark/worker.py", line 1\n'
+        "ModuleNotFoundError: No module named 'udfs'\n\nJVM stacktrace:\n"
+        "org.apache.spark.SparkException: Job aborted due to stage failure\n"
+    )
+    assert first_line(worker) == (
+        "An exception was thrown from the Python worker: "
+        "ModuleNotFoundError: No module named 'udfs'"
+    )
+    assert first_line(Exception("\n[TABLE_OR_VIEW_NOT_FOUND] x\nmore")) == (
+        "[TABLE_OR_VIEW_NOT_FOUND] x"
+    )
