@@ -1,5 +1,5 @@
-"""The tables outlive the process: the CLI creates them in a folder's default (Derby) metastore
-and fresh processes use them: `spark-sql -e` from the pyspark wheel, also over the enriched
+"""The tables outlive the process: `demo` creates them in a folder's default (Derby) metastore
+and a fresh process uses them: `spark-sql -e` from the pyspark wheel, also over the enriched
 view. Processes run one after the other, as Derby admits one JVM at a time (beeline against
 `serve`, beside other processes, is in test_shared_metastore.py)."""
 
@@ -54,27 +54,15 @@ def enrichment_flags(logs: Path) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    """Logs generated and tables created by the CLI in `work/`'s default metastore."""
-    root = tmp_path_factory.mktemp("cli")
-    logs, work = root / "logs", root / "work"
-    work.mkdir()
-    run([*LOADER, "generate-sample", "--out", str(logs), "--events", "1000", "--days", "1"], root)
-    created = run([*LOADER, "create-hive-table", "--source", str(logs), *SPARK, *JVM], work)
-    assert "events in new files: 1,000" in created.stdout
-    return logs, work
-
-
-def test_tables_persist_and_spark_sql_queries_the_enriched_view(workdir):
-    logs, work = workdir
-    assert (work / "metastore_db").is_dir() and (work / "spark-warehouse").is_dir()
-    enriched = run([*LOADER, "enrich", *enrichment_flags(logs), *SPARK, *JVM], work)
-    assert "scanned: all events" in enriched.stdout
+def test_the_demos_tables_persist_and_spark_sql_queries_the_enriched_view(tmp_path):
+    """The Quickstart's `demo`, run as a user runs it, leaves tables that a new process sees."""
+    demo = run([*LOADER, "demo", "--events", "1000", *SPARK, *JVM], tmp_path)
+    assert "events in new files: 1,000" in demo.stdout
+    assert (tmp_path / "metastore_db").is_dir() and (tmp_path / "spark-warehouse").is_dir()
     rows = spark_sql(
         "SELECT count(*), count(DISTINCT account) FROM security.cloudtrail; "
         "SELECT country, asn_org, count(*) FROM security.cloudtrail_enriched WHERE is_tor "
         "GROUP BY 1, 2;",
-        work,
+        tmp_path,
     )
     assert rows == ["1000\t2", "Sweden\tForeningen for digitala fri\t8"]

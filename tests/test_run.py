@@ -238,3 +238,25 @@ def test_the_bundled_pack_tells_the_attack_story_and_stays_quiet_while_learning(
     first = dt.date.fromisoformat(summary.days[0])
     learned = (first + dt.timedelta(days=14)).isoformat()
     assert all(a["event_time"] >= learned for a in alerts if a["kind"] == "profile")
+
+
+def test_a_checkpoint_write_left_unfinished_by_a_kill_is_removed(spark, tmp_path):
+    """SIGKILL between Spark's temp write and its rename leaves `.0.UUID.tmp` in the offset log;
+    Spark 4 then refuses to start. Only such leftovers go; the logs' real entries stay."""
+    from loader.stream.runner import remove_unfinished_writes
+
+    uuid = "e3784096-eca6-4f02-9b98-ab391afa92bc"
+    checkpoint = tmp_path / "observe"
+    leftovers = ["offsets/.0.{u}.tmp", "offsets/..0.{u}.tmp.crc", "commits/.3.{u}.tmp",
+                 "sources/0/.7.compact.{u}.tmp"]  # fmt: skip
+    kept = ["offsets/0", "offsets/.0.crc", "commits/2", "sources/0/6", "metadata"]
+    for name in [*leftovers, *kept]:
+        path = checkpoint / name.format(u=uuid)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    removed = remove_unfinished_writes(spark, str(checkpoint))
+    # Hadoop's local file system deletes a file's .crc with it and never lists .crc files
+    assert sorted(removed) == sorted(n.format(u=uuid) for n in leftovers if "crc" not in n)
+    left = {str(p.relative_to(checkpoint)) for p in checkpoint.rglob("*") if p.is_file()}
+    assert left == set(kept)
+    assert remove_unfinished_writes(spark, str(tmp_path / "never-started")) == []

@@ -218,6 +218,32 @@ class Folder:
             stream.close()
 
 
+# Spark writes a checkpoint log file as `.NAME.UUID.tmp` (and its `..NAME.UUID.tmp.crc`), then
+# renames it. A runner killed between the two leaves the temp file; Spark 4 then refuses to
+# start the query ("checkpoint location should be empty on batch 0") although nothing was
+# committed. Such a file never became part of the log, so removing it loses nothing.
+_UNFINISHED_WRITE = re.compile(r"^\.\.?\d+(?:\.compact)?\.[0-9a-fA-F-]{36}\.tmp(?:\.crc)?$")
+_LOGS = ("offsets", "commits")
+
+
+def remove_unfinished_writes(spark: SparkSession, checkpoint: str) -> list[str]:
+    """Delete what a killed write left in a query checkpoint's offset and commit logs (and
+    its sources' logs); returns the paths removed, relative to ``checkpoint``."""
+    query = Folder(spark, checkpoint)
+    folders = [
+        *_LOGS,
+        *(f"sources/{name}" for name in Folder(spark, query.child("sources")).names()),
+    ]
+    removed = []
+    for name in folders:
+        log = Folder(spark, query.child(name))
+        for entry in log.names():
+            if _UNFINISHED_WRITE.match(entry):
+                log.delete(entry)
+                removed.append(f"{name}/{entry}")
+    return removed
+
+
 def _batch_folder(batch: int) -> str:
     return f"batch-{batch:09d}"
 
@@ -590,6 +616,11 @@ class Runner:
         return 0
 
 
+def _clean_checkpoint(spark: SparkSession, checkpoint: str, report: Callable[[str], None]) -> None:
+    for path in remove_unfinished_writes(spark, checkpoint):
+        report(f"checkpoint: removed {checkpoint}/{path}, a write a stopped runner left unfinished")
+
+
 def start(
     spark: SparkSession,
     events: DataFrame,
@@ -620,6 +651,7 @@ def start(
     def observe(batch: DataFrame, batch_id: int) -> None:
         observe_batch(batch, batch_id, rules, observations, strict, used)
 
+    _clean_checkpoint(spark, root.child(OBSERVE), report)
     writer = events.writeStream.foreachBatch(observe).queryName("tsa-observe")
     writer = writer.option("checkpointLocation", root.child(OBSERVE))
     if once:
@@ -711,6 +743,7 @@ def start_apply(
             status.added = added if number == max(statuses) else 0
             report(status.render())
 
+    _clean_checkpoint(spark, root.child(APPLY), report)
     writer = step_rows.writeStream.foreachBatch(apply).queryName("tsa-apply")
     writer = writer.option("checkpointLocation", root.child(APPLY))
     if once:
