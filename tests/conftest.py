@@ -40,8 +40,8 @@ os.environ.pop("AWS_PROFILE", None)
 # collection order; alphabetical order started the two longest last, so one worker ran them
 # alone at the end. Starting them first lets the short files fill the gaps (same tests).
 LONGEST_FIRST = (
-    "test_run_kill.py", "test_run.py", "test_cluster.py", "test_shared_metastore.py",
-    "test_persistence.py", "test_run_sqs.py",
+    "test_shared_metastore.py", "test_run_kill.py", "test_run.py", "test_run_sqs.py",
+    "test_cluster.py", "test_persistence.py",
     "test_rule_pack.py",
     "test_detect.py", "test_create_corpus.py", "test_enrich.py",
     "test_delivery_run.py", "test_demo.py",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from loader.metastore import DEBIAN_JDBC_DRIVER
 from loader.sample.generate import SampleSpec, write_sample
 from tests.test_persistence import JVM, LOADER, TOR_QUERY, enrichment_flags, spark_bin
 
@@ -41,8 +42,9 @@ def _free_port() -> int:
 def postgres(tmp_path_factory):
     """A PostgreSQL server on 127.0.0.1 with password (SCRAM) logins, as user `tsa`."""
     initdb, pg_ctl, psql = (_postgres_bin(n) for n in ("initdb", "pg_ctl", "psql"))
-    if not (initdb and pg_ctl and psql):
-        message = "PostgreSQL server not installed (apt-get install -y postgresql)"
+    if not (initdb and pg_ctl and psql and Path(DEBIAN_JDBC_DRIVER).is_file()):
+        message = "PostgreSQL or its JDBC driver not installed (apt-get install -y postgresql "
+        message += "libpostgresql-jdbc-java)"
         if os.environ.get("CI"):
             pytest.fail(message)  # .ci/run installs it: a skip there would hide a gap
         pytest.skip(message)
