@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from pathlib import Path
 
 import pytest
 
+from tests.jvm_archive import ensure_archive, java_options
+
 REPO = Path(__file__).resolve().parents[1]
-# Tests run tiny data: a JVM that skips the optimizing JIT starts and finishes ~30% sooner.
-FAST_START_JVM = "-XX:TieredStopAtLevel=1"
 
 
 def _free_port() -> int:
@@ -34,6 +35,23 @@ os.environ.update(
     }
 )
 os.environ.pop("AWS_PROFILE", None)
+
+
+def pytest_configure(config):
+    """Every Spark JVM the tests start, in-process or as a user would, gets the fast-start
+    options and the class archive (tests/jvm_archive.py) through the launcher's variables."""
+    if hasattr(config, "workerinput"):
+        return  # a pytest-xdist worker inherits the controller's environment
+    from loader.java import java_problem
+
+    archive = None
+    wanted = os.environ.get("TSA_TEST_JVM_ARCHIVE", "1") != "0"
+    if wanted and "not spark" not in (config.getoption("markexpr") or ""):
+        if java_problem() is None:
+            archive = ensure_archive(lambda line: print(line, file=sys.stderr))
+    options = java_options(archive)
+    for name in ("SPARK_SUBMIT_OPTS", "SPARK_DAEMON_JAVA_OPTS", "SPARK_BEELINE_OPTS"):
+        os.environ[name] = f"{os.environ.get(name, '')} {options}".strip()
 
 
 # The longest test files, longest first. pytest-xdist hands files to its two workers in
@@ -80,7 +98,7 @@ def spark(tmp_path_factory):
             "spark.hadoop.javax.jdo.option.ConnectionURL": (
                 f"jdbc:derby:;databaseName={base}/metastore_db;create=true"
             ),
-            "spark.driver.extraJavaOptions": f"-Dderby.system.home={base} {FAST_START_JVM}",
+            "spark.driver.extraJavaOptions": f"-Dderby.system.home={base}",
         },
     )
     session = build_session(settings, "tsa-tests")

@@ -21,7 +21,7 @@ import pytest
 from loader.cli import main
 from loader.rules.validate import SQL
 from loader.sample.generate import SampleSpec, write_sample
-from tests.test_persistence import JVM, LOADER, enrichment_flags, spark_bin
+from tests.test_persistence import LOADER, enrichment_flags, spark_bin
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 # a stateless rule, the Tor rule (broadcast index) and a GeoIP profile (shipped databases)
@@ -133,7 +133,8 @@ def test_detect_and_run_on_a_standalone_cluster_equal_local_mode(spark, standalo
     executor_python = _python_without_this_project(tmp_path)
     cluster = ["--master", url, "--conf", "spark.sql.shuffle.partitions=4",
                "--conf", "spark.ui.enabled=false", "--conf", "spark.executor.memory=1g",
-               *JVM]  # fmt: skip
+               # the drivers get the suite's JVM options from SPARK_SUBMIT_OPTS (conftest)
+               "--conf", f"spark.executor.extraJavaOptions={os.environ['SPARK_SUBMIT_OPTS']}"]  # fmt: skip
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": str(executor_python)}
     for command in (
         ["detect", *flags, "--database", "on_cluster"],

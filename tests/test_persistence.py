@@ -14,7 +14,6 @@ import pytest
 
 from loader.enrichment import SAMPLE_FILES
 from loader.sample.generate import TOR_EXIT_IP
-from tests.conftest import FAST_START_JVM
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 LOADER = [sys.executable, "-m", "loader"]
@@ -22,7 +21,6 @@ SPARK = [
     "--master", "local[2]", "--conf", "spark.sql.shuffle.partitions=2",
     "--conf", "spark.ui.enabled=false",
 ]  # fmt: skip
-JVM = ["--conf", f"spark.driver.extraJavaOptions={FAST_START_JVM}"]
 TOR_QUERY = (
     "SELECT geoip_country(sourceIPAddress), geoip_asn(sourceIPAddress), "
     "is_tor_exit(sourceIPAddress), count(*) FROM {db}.cloudtrail "
@@ -44,8 +42,8 @@ def run(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedP
 
 
 def spark_sql(query: str, cwd: Path) -> list[str]:
-    command = [spark_bin("spark-sql"), "--master", "local[1]", "--driver-java-options"]
-    return run([*command, FAST_START_JVM, "-S", "-e", query], cwd=cwd).stdout.splitlines()
+    command = [spark_bin("spark-sql"), "--master", "local[1]", "-S", "-e", query]
+    return run(command, cwd=cwd).stdout.splitlines()
 
 
 def enrichment_flags(logs: Path) -> list[str]:
@@ -56,7 +54,7 @@ def enrichment_flags(logs: Path) -> list[str]:
 
 def test_the_demos_tables_persist_and_spark_sql_queries_the_enriched_view(tmp_path):
     """The Quickstart's `demo`, run as a user runs it, leaves tables that a new process sees."""
-    demo = run([*LOADER, "demo", "--events", "1000", *SPARK, *JVM], tmp_path)
+    demo = run([*LOADER, "demo", "--events", "1000", *SPARK], tmp_path)
     assert "events in new files: 1,000" in demo.stdout
     assert (tmp_path / "metastore_db").is_dir() and (tmp_path / "spark-warehouse").is_dir()
     rows = spark_sql(

@@ -44,7 +44,7 @@ def test_killed_mid_batch_twice_then_restarted_equals_an_uninterrupted_run(spark
     """SIGKILL while the observe query writes a batch, then while the apply query runs one;
     the third start finishes. Alerts and profile state equal an uninterrupted run's."""
     from loader.rules.validate import SQL
-    from tests.test_persistence import JVM, LOADER, SPARK, enrichment_flags
+    from tests.test_persistence import LOADER, SPARK, enrichment_flags
 
     logs = tmp_path / "logs"
     write_sample(str(logs), SampleSpec(events=1200, days=16, events_per_file=1000))  # 96 files
@@ -62,7 +62,7 @@ def test_killed_mid_batch_twice_then_restarted_equals_an_uninterrupted_run(spark
     work, checkpoint = tmp_path / "work", tmp_path / "work" / "ck"
     work.mkdir()
     command = [*LOADER, "run", *flags, "--database", "killrun", "--checkpoint", str(checkpoint),
-               *SPARK, *JVM]  # fmt: skip
+               *SPARK]  # fmt: skip
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
 
     def start() -> subprocess.Popen:
