@@ -131,10 +131,10 @@ def test_detect_and_run_on_a_standalone_cluster_equal_local_mode(spark, standalo
     work = tmp_path / "work"
     work.mkdir()
     executor_python = _python_without_this_project(tmp_path)
+    executor_jvm = os.environ["SPARK_SUBMIT_OPTS"]  # the suite's JVM options (conftest)
     cluster = ["--master", url, "--conf", "spark.sql.shuffle.partitions=4",
                "--conf", "spark.ui.enabled=false", "--conf", "spark.executor.memory=1g",
-               # the drivers get the suite's JVM options from SPARK_SUBMIT_OPTS (conftest)
-               "--conf", f"spark.executor.extraJavaOptions={os.environ['SPARK_SUBMIT_OPTS']}"]  # fmt: skip
+               "--conf", f"spark.executor.extraJavaOptions={executor_jvm}"]  # fmt: skip
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": str(executor_python)}
     for command in (
         ["detect", *flags, "--database", "on_cluster"],

@@ -33,7 +33,7 @@ def test_killed_after_intake_then_restarted_loses_nothing_and_repeats_nothing(
     import boto3
 
     from loader.rules.validate import SQL
-    from tests.test_persistence import JVM, LOADER, SPARK, enrichment_flags
+    from tests.test_persistence import LOADER, SPARK, enrichment_flags
     from tests.test_run_kill import KILL_RULES
 
     logs = tmp_path / "logs"
@@ -74,7 +74,7 @@ def test_killed_after_intake_then_restarted_loses_nothing_and_repeats_nothing(
     command = [
         *LOADER, "run", "--sqs-queue-url", queue, "--source", f"s3://{BUCKET}/AWSLogs/",
         "--checkpoint", str(checkpoint), "--database", "sqsrun", "--trigger", "1s",
-        "--sqs-visibility-timeout", "3s", *rules, *enrichment, *SPARK, *JVM,
+        "--sqs-visibility-timeout", "3s", *rules, *enrichment, *SPARK,
     ]  # fmt: skip
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
     proc = subprocess.Popen(command, cwd=work, env=env, text=True,

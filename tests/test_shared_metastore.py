@@ -17,7 +17,7 @@ import pytest
 
 from loader.metastore import DEBIAN_JDBC_DRIVER
 from loader.sample.generate import SampleSpec, write_sample
-from tests.test_persistence import JVM, LOADER, TOR_QUERY, enrichment_flags, spark_bin
+from tests.test_persistence import LOADER, TOR_QUERY, enrichment_flags, spark_bin
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 PASSWORD = "s3cret pass"  # a space and no quoting: the URL and the conf file must cope
@@ -167,10 +167,10 @@ def test_runner_serve_and_spark_sql_share_the_postgresql_catalog(postgres, tmp_p
     runner = Lines(_start(
         [*LOADER, "run", "--source", str(logs / "AWSLogs"), "--trigger", "2s",
          "--checkpoint", str(tmp_path / "ck"), "--rules", *[str(repo / r) for r in rules],
-         *enrichment_flags(logs), *SPARK, *JVM], work, env))  # fmt: skip
+         *enrichment_flags(logs), *SPARK], work, env))  # fmt: skip
     serve_port = _free_port()
     server = Lines(_start(
-        [*LOADER, "serve", "--port", str(serve_port), *enrichment_flags(logs), *SPARK, *JVM],
+        [*LOADER, "serve", "--port", str(serve_port), *enrichment_flags(logs), *SPARK],
         work, env))  # fmt: skip
     try:
         runner.wait_for(lambda line: line.startswith("batch 0:"))
@@ -182,7 +182,7 @@ def test_runner_serve_and_spark_sql_share_the_postgresql_catalog(postgres, tmp_p
         assert _results(before) == [str(_new_alerts(runner.lines))], before
         # tables made while both run: the catalog is not locked by either
         created_tables = subprocess.run(
-            [*LOADER, "create-hive-table", "--source", str(logs), *SPARK, *JVM],
+            [*LOADER, "create-hive-table", "--source", str(logs), *SPARK],
             cwd=work, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
         assert created_tables.returncode == 0, created_tables.stdout + created_tables.stderr
         assert "events in new files: 800" in created_tables.stdout
@@ -193,8 +193,7 @@ def test_runner_serve_and_spark_sql_share_the_postgresql_catalog(postgres, tmp_p
         # the server's session saw the alerts table before: it must see the new files
         queries = f"{count}; SELECT count(*) FROM security.cloudtrail"
         beeline = [*beeline, f"{queries}; {TOR_QUERY.format(db='security')}"]
-        spark_sql = [spark_bin("spark-sql"), "--master", "local[1]", "--driver-java-options",
-                     JVM[1].split("=", 1)[1], "-S", "-e", queries]  # fmt: skip
+        spark_sql = [spark_bin("spark-sql"), "--master", "local[1]", "-S", "-e", queries]
         clients = [_start(beeline, tmp_path, env), _start(spark_sql, tmp_path, env)]
         through_beeline, through_spark_sql = (_finished(c) for c in clients)
         assert runner.proc.poll() is None and server.proc.poll() is None
