@@ -29,15 +29,25 @@ def test_materialize_converts_each_day_once_and_redoes_a_changed_day(spark, tmp_
     from loader.tables.create_cloudtrail import create_cloudtrail_tables
 
     logs = tmp_path / "logs"
-    summary = write_sample(str(logs), SampleSpec(events=900, days=3))
+    summary = write_sample(str(logs), SampleSpec(events=900, days=3, events_per_file=10))
     create_cloudtrail_tables(spark, str(logs / "AWSLogs"), "mat")
     days = spark.sql("SELECT DISTINCT account, region, dt FROM mat.cloudtrail").count()
 
-    assert main(["materialize", "--database", "mat"]) == 0
+    # many small read tasks, as years of raw logs give: still one Parquet file per day
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "16k")
+    try:
+        assert main(["materialize", "--database", "mat"]) == 0
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
     out = capsys.readouterr().out
     assert f"{days} days in the raw table, {days} converted, 0 redone" in out
     assert f"{summary.events:,} events in" in out
     _same_rows(spark, "mat")
+    files_per_day = spark.sql(
+        "SELECT count(DISTINCT _metadata.file_path) AS files FROM mat.cloudtrail_parquet "
+        "GROUP BY account, region, dt"
+    ).collect()
+    assert len(files_per_day) == days and {r.files for r in files_per_day} == {1}
     query = "SELECT eventName, count(*) AS n FROM mat.{} GROUP BY eventName ORDER BY eventName"
     assert (
         spark.sql(query.format("cloudtrail_parquet")).collect()
