@@ -85,6 +85,14 @@ def _cache_dir() -> Path:
 
 def ensure_archive(report=print) -> Path | None:  # noqa: ANN001 - a print-like callable
     """The archive's path, made now if missing; None (and why, reported) if it cannot be."""
+    try:
+        return _make(report)
+    except (OSError, subprocess.SubprocessError) as exc:  # an unwritable cache, a hung JVM
+        report(f"JVM class archive not made (JVMs start the usual way): {exc}")
+        return None
+
+
+def _make(report) -> Path | None:  # noqa: ANN001 - a print-like callable
     archive = _cache_dir() / f"spark-{_key()}.jsa"
     if archive.is_file():
         return archive
