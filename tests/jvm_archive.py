@@ -68,13 +68,15 @@ def _spark_home() -> Path:
 
 def _key() -> str:
     """Changes with the JDK, the jars (names, sizes, times) and the workload."""
-    java_home = os.environ.get("JAVA_HOME", "")
-    version = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr
+    from loader.java import java_executable
+
+    java = java_executable() or "java"  # the java Spark starts: JAVA_HOME's, else PATH's
+    version = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
     jars = sorted(
         f"{p.name}:{p.stat().st_size}:{int(p.stat().st_mtime)}"
         for p in (_spark_home() / "jars").glob("*.jar")
     )
-    text = "\n".join([java_home, version, *jars, WORKLOAD, QUIET_LOGGING, FAST_START_JVM])
+    text = "\n".join([java, version, *jars, WORKLOAD, QUIET_LOGGING, FAST_START_JVM])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -102,7 +104,7 @@ def _make(report) -> Path | None:  # noqa: ANN001 - a print-like callable
     env = {
         **os.environ,
         "SPARK_LOCAL_IP": "127.0.0.1",
-        "SPARK_SUBMIT_OPTS": f"-XX:ArchiveClassesAtExit={partial} {FAST_START_JVM} {QUIET_LOGGING}",
+        "SPARK_SUBMIT_OPTS": f"-XX:ArchiveClassesAtExit={partial} {java_options(None)}",
     }
     with tempfile.TemporaryDirectory(prefix="tsa-jvm-archive-") as work:
         proc = subprocess.run(
