@@ -69,7 +69,7 @@ def main() -> None:
     os.chdir(work)
     settings = resolve(None, {"conf": [f"spark.driver.memory={args.driver_memory}"]})
     with_sample_sources(settings, str(logs))
-    spark, _ = enriched_session(settings, "bench detect")
+    spark, enrichment = enriched_session(settings, "bench detect")
     spark.sql("DROP DATABASE IF EXISTS bench_detect CASCADE")
     rules = load_valid_rules([])
     by_name = {rule.name: rule for rule in rules}
@@ -83,7 +83,7 @@ def main() -> None:
         def run(chosen=chosen):
             spark.sql("DROP TABLE IF EXISTS bench_detect.alerts")
             events = source_events(spark, str(logs / "AWSLogs"))
-            return detect(spark, chosen, events, "bench_detect")
+            return detect(spark, chosen, events, "bench_detect", enrichment=enrichment)
 
         seconds, report = median_time(run, runs=args.runs, warmup=label == "1")
         assert not report.failed, report.render()

@@ -40,6 +40,29 @@ def _enrichment_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _engine_options(parser: argparse.ArgumentParser, strict: bool = True) -> None:
+    group = parser.add_argument_group("Rule engine")
+    group.add_argument(
+        "--explain",
+        action="store_true",
+        help="print the plan (which rules share one pass over the events, which run alone and "
+        "why, Spark jobs per batch) and stop, without starting Spark",
+    )
+    group.add_argument(
+        "--no-fuse",
+        action="store_true",
+        help="run every rule alone, exactly as written (the reference path, for comparisons "
+        "and bug reports; slower)",
+    )
+    if strict:
+        group.add_argument(
+            "--strict",
+            action="store_true",
+            help="stop when a rule fails at runtime (default: report it with its file, leave it "
+            "out and go on with the other rules)",
+        )
+
+
 def _common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", metavar="PATH", help="TOML settings file, local path or s3://bucket/key"
@@ -186,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     detect.add_argument("--output", metavar="FILE", help="also write the alerts as JSON lines")
     detect.add_argument("--database", help="database of security.alerts (security)")
+    _engine_options(detect)
     _enrichment_options(detect)
     _common_options(detect)
     _spark_options(detect)
@@ -236,12 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--rules", nargs="+", metavar="DIR", help="rule folders or files (default: bundled)"
     )
     run.add_argument(
-        "--strict",
-        action="store_true",
-        help="stop when a rule fails at runtime (default: report it with its file, leave it "
-        "out of that batch and go on with the other rules)",
+        "--history-table",
+        metavar="TABLE",
+        help="a new checkpoint replays history from this materialized Parquet table (e.g. "
+        "security.cloudtrail_parquet) for the days whose raw files are unchanged since "
+        "materialize converted them; every other file is read raw",
     )
     run.add_argument("--database", help="database of security.alerts (security)")
+    _engine_options(run)
     _enrichment_options(run)
     _common_options(run)
     _spark_options(run)
@@ -377,6 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
         "and Tor list are used, so the tests are self-contained.",
     )
     test_rules.add_argument("paths", nargs="*", metavar="PATH", help="rule files or folders")
+    test_rules.add_argument(
+        "--no-fuse", action="store_true", help="run every rule alone, exactly as written"
+    )
     _enrichment_options(test_rules)
     _common_options(test_rules)
     _spark_options(test_rules)
@@ -465,7 +494,9 @@ def _detect(args: argparse.Namespace, settings: Settings) -> int:
     from loader.rules.validate import load_valid_rules
 
     rules = load_valid_rules(args.rules)
-    spark, _ = enriched_session(settings, "tsa detect")
+    if args.explain:
+        return _explain(rules, args)
+    spark, enrichment = enriched_session(settings, "tsa detect")
     if args.source:
         events = source_events(spark, args.source)
         events.createOrReplaceTempView("__detect_events")
@@ -474,11 +505,21 @@ def _detect(args: argparse.Namespace, settings: Settings) -> int:
         table = args.table or f"{settings.database}.cloudtrail"
         events = events_relation(spark, table, args.since, args.until)
     deliverer = build_deliverer(settings)  # config problems before the long part
-    report = detect(spark, rules, events, settings.database, args.output)
+    report = detect(
+        spark, rules, events, settings.database, args.output,
+        fuse=not args.no_fuse, enrichment=enrichment, strict=args.strict,
+    )  # fmt: skip
     print(report.render())
     if deliverer is not None:
         deliver_until_done(spark, settings.database, deliverer, wait=0.0)
     return 1 if report.failed else 0
+
+
+def _explain(rules: list, args: argparse.Namespace) -> int:  # type: ignore[type-arg]
+    from loader.engine.plan import plan_rules
+
+    print(plan_rules(rules, fuse=not args.no_fuse).explain())
+    return 0
 
 
 def _create_glue_table(args: argparse.Namespace, settings: Settings) -> int:
@@ -600,7 +641,7 @@ def _deliver(args: argparse.Namespace, settings: Settings) -> int:
     from loader.alerts.settings import build_deliverer
     from loader.durations import parse_duration
     from loader.session import build_session
-    from loader.stream.runner import create_run_tables
+    from loader.stream.apply import create_run_tables
 
     deliverer = build_deliverer(settings)
     if deliverer is None:
@@ -620,20 +661,26 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     from loader.alerts.settings import build_deliverer
     from loader.durations import parse_duration
+    from loader.engine.plan import plan_rules
     from loader.enrichment import enriched_session
     from loader.rules.validate import load_valid_rules
+    from loader.stream.history import history
     from loader.stream.runner import start
     from loader.stream.source import stream_events
     from loader.stream.sqs_source import commit_finished, stream_sqs_events
 
     rules = load_valid_rules(args.rules)
+    if args.explain:
+        return _explain(rules, args)
     trigger = parse_duration(args.trigger)
     deliverer = build_deliverer(settings)
     interval = parse_duration(str(settings.delivery.get("interval", "2s")), "delivery.interval")
     if not args.source and not args.sqs_queue_url:
         raise ConfigError("run needs --source, --sqs-queue-url or both")
-    spark, _ = enriched_session(settings, "tsa run")
-    observed = None
+    if settings.history_table and (args.sqs_queue_url or not args.source):
+        raise ConfigError("--history-table works with --source (a folder or s3:// prefix of logs)")
+    spark, enrichment = enriched_session(settings, "tsa run")
+    observed, replay = None, None
     if args.sqs_queue_url:
         inbox = _sqs_inbox(args)
         events = stream_sqs_events(
@@ -642,11 +689,16 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         )  # fmt: skip
         observed = partial(commit_finished, inbox=inbox, queue_url=args.sqs_queue_url)
     else:
-        events = stream_events(spark, args.source, args.max_files)
+        if settings.history_table:
+            replay = history(spark, settings.history_table, args.source, args.checkpoint)
+            print(f"history: {len(replay.days)} day(s) from {replay.table}", flush=True)
+        raw = replay.raw_filter() if replay else None
+        events = stream_events(spark, args.source, args.max_files, raw)
     runner = start(
-        spark, events, rules, settings.database, args.checkpoint, trigger, args.once,
-        report=lambda line: print(line, flush=True), strict=args.strict,
-        deliverer=deliverer, delivery_interval=interval, observed=observed,
+        spark, events, plan_rules(rules, fuse=not args.no_fuse), settings.database,
+        args.checkpoint, trigger, args.once, report=lambda line: print(line, flush=True),
+        strict=args.strict, deliverer=deliverer, delivery_interval=interval, observed=observed,
+        enrichment=enrichment, history=replay,
     )  # fmt: skip
 
     def stop(signum: int, _frame: object) -> None:
@@ -688,8 +740,10 @@ def _test_rules(args: argparse.Namespace, settings: Settings) -> int:
     with tempfile.TemporaryDirectory(prefix="tsa-rule-tests-") as sample:
         write_enrichment_data(sample)
         with_sample_sources(settings, sample)
-        spark, _ = enriched_session(settings, "tsa test-rules")
-        report, problems = run_rule_tests(spark, rules)
+        spark, enrichment = enriched_session(settings, "tsa test-rules")
+        report, problems = run_rule_tests(
+            spark, rules, fuse=not args.no_fuse, enrichment=enrichment
+        )
     if problems:
         raise RuleError(problems)
     print(report.render())

@@ -44,6 +44,8 @@ class Settings:
     geoip_asn_db: str | None = None
     tor_exit_list: str | None = None
     tor_refresh: str = "1h"
+    # run: history replayed from the materialized Parquet table (database.table)
+    history_table: str | None = None
     # serve
     host: str = "127.0.0.1"
     port: int = 10000

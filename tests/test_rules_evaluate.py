@@ -1,5 +1,6 @@
-"""Batch semantics of rules on small literal events: profiles learn, alert on new values,
-forget after `expire`; thresholds count within a window; dedup keeps one alert per key."""
+"""Semantics of rules on small literal events, through the engine as `detect` runs it:
+profiles learn, alert on new values, forget after `expire`; thresholds count within a window;
+dedup keeps one alert per key. Fused and alone (`--no-fuse`), the alerts are the same."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import json
 
 import pytest
 
-from loader.rules.evaluate import rule_alerts
+from loader.engine.evaluate import cache_events, evaluate
+from loader.engine.plan import plan_rules
 from loader.rules.model import read_rule
 
 pytestmark = pytest.mark.spark
@@ -28,8 +30,26 @@ def _events(spark, rows):
         "awsRegion string"
     )
     session = spark.newSession()
-    session.createDataFrame(data, schema).createOrReplaceTempView("cloudtrail")
+    session.createDataFrame(data, schema).createOrReplaceTempView("events")
     return session
+
+
+def rule_alerts(session, rule):
+    """The rule's alerts over the session's events, fused; the same as alone (no-fuse)."""
+    events, _ = cache_events(session.table("events"), None)
+    try:
+        fused, alone = (
+            evaluate(plan_rules([rule], fuse), events).alerts.collect() for fuse in (True, False)
+        )
+    finally:
+        events.unpersist()
+
+    def comparable(alerts):
+        rows = [{k: v for k, v in a.asDict().items() if k != "created_at"} for a in alerts]
+        return sorted(rows, key=lambda row: row["alert_id"])
+
+    assert comparable(fused) == comparable(alone)
+    return fused
 
 
 def _rule(tmp_path, name, header, query):
@@ -65,7 +85,7 @@ def test_profile_learns_alerts_on_new_values_and_forgets_after_expire(spark, tmp
         "SELECT actor, country, eventID, eventTime, sourceIPAddress, recipientAccountId, "
         "awsRegion FROM cloudtrail",
     )
-    alerts = sorted(rule_alerts(session, rule).collect(), key=lambda a: a.event_time)
+    alerts = sorted(rule_alerts(session, rule), key=lambda a: a.event_time)
     assert [(a.entity, a.value, a.event_id) for a in alerts] == [
         ("alice", "CN", "e003"),
         ("alice", "GB", "e007"),
@@ -78,7 +98,7 @@ def test_profile_learns_alerts_on_new_values_and_forgets_after_expire(spark, tmp
     assert details["first_time_seen"] is True and details["values_before"] == 2
     assert details["recent_values"] == ["GB", "US"]
     assert json.loads(second.details)["first_time_seen"] is False  # seen before, but expired
-    again = sorted(a.alert_id for a in rule_alerts(session, rule).collect())
+    again = sorted(a.alert_id for a in rule_alerts(session, rule))
     assert again == sorted(a.alert_id for a in alerts)  # deterministic ids
 
 
@@ -98,7 +118,7 @@ def test_account_wide_profile_learns_from_the_first_observation(spark, tmp_path)
         "kind: profile\nvalue: ip\nlearning: 2 days\n",
         "SELECT sourceIPAddress AS ip, eventID, eventTime FROM cloudtrail",
     )
-    alerts = rule_alerts(session, rule).collect()
+    alerts = rule_alerts(session, rule)
     assert [(a.entity, a.value, a.event_id) for a in alerts] == [(None, "3.3.3.3", "e002")]
 
 
@@ -112,7 +132,7 @@ def test_threshold_counts_within_the_window_and_alerts_once(spark, tmp_path):
         "kind: alert\nentity: actor\nthreshold: 3\nwindow: 10m\n",
         "SELECT actor, eventID, eventTime FROM cloudtrail WHERE errorCode = 'AccessDenied'",
     )
-    alerts = rule_alerts(session, rule).collect()
+    alerts = rule_alerts(session, rule)
     assert [(a.entity, a.event_id) for a in alerts] == [("mallory", "e002")]
     assert json.loads(alerts[0].details)["events_in_window"] == 3
 
@@ -128,7 +148,7 @@ def test_dedup_keeps_one_alert_per_entity_within_the_window(spark, tmp_path):
         "kind: alert\nentity: actor\ndedup: 1 hour\n",
         "SELECT actor, eventID, eventTime, sourceIPAddress FROM cloudtrail",
     )
-    alerts = sorted(rule_alerts(session, rule).collect(), key=lambda a: a.event_id)
+    alerts = sorted(rule_alerts(session, rule), key=lambda a: a.event_id)
     assert [(a.entity, a.event_id) for a in alerts] == [
         ("dave", "e000"), ("dave", "e003"), ("erin", "e004"),
     ]  # fmt: skip

@@ -91,6 +91,60 @@ def test_run_replays_history_then_new_files_and_agrees_with_detect(spark, story,
     assert countries["China"].first_seen.isoformat().startswith(f"{summary.days[-1]}T02:0")
 
 
+def _move(paths, source, target):
+    """Move ``paths`` (relative) from folder ``source`` to folder ``target``."""
+    for path in paths:
+        (target / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(source / path, target / path)
+
+
+def test_run_replays_materialized_days_from_parquet_then_raw_files(spark, story, tmp_path, capsys):
+    """`run --history-table`: the first half of the history materialized to Parquet, the
+    second half only raw, the attack day landing later. The days come from the table, the rest
+    from raw files, each event once: the alerts are exactly `detect`'s over all raw files."""
+    from loader.tables.create_cloudtrail import create_cloudtrail_tables
+
+    logs, summary, sources, reference = story
+    expected = {alert["alert_id"] for alert in reference}
+    days = [d.replace("-", "/") for d in summary.days]
+    files = sorted(p.relative_to(logs) for p in (logs / "AWSLogs").rglob("*.json.gz"))
+    later = [p for p in files if any(f"/{d}/" in str(p) for d in days[len(days) // 2 :])]
+    last = [p for p in later if f"/{days[-1]}/" in str(p)]
+    held = tmp_path / "held"
+    _move(later, logs, held)  # materialize sees only the first half
+    try:
+        create_cloudtrail_tables(spark, str(logs / "AWSLogs"), "runhist")
+        assert main(["materialize", "--database", "runhist"]) == 0
+        materialized, partitions = spark.sql(
+            "SELECT count(*), count(DISTINCT account, region, dt) FROM runhist.cloudtrail_parquet"
+        ).first()
+        _move([p for p in later if p not in last], held, logs)  # the second half lands, raw
+        run = [
+            "run", "--source", str(logs / "AWSLogs"), "--once", "--database", "runhist",
+            "--checkpoint", str(tmp_path / "checkpoint"), *sources,
+            "--history-table", "runhist.cloudtrail_parquet",
+        ]  # fmt: skip
+        capsys.readouterr()
+        assert main(run) == 0
+        first = capsys.readouterr().out
+        assert f"history: {partitions} day(s) from runhist.cloudtrail_parquet" in first
+        raw = sum(
+            len(json.loads(gzip.decompress((logs / p).read_bytes()))["Records"])
+            for p in later if p not in last and "_CloudTrail_" in p.name
+        )  # fmt: skip
+        assert f"batch 0: events {materialized + raw:,}, " in first, first
+        _move(last, held, logs)  # the attack day lands
+    finally:
+        _move([p for p in later if (held / p).exists()], held, logs)
+    assert main(run) == 0
+    second = capsys.readouterr().out
+    assert "batch 0:" not in second and "batch 1: events " in second
+    spark.catalog.refreshTable("runhist.alerts")
+    rows = spark.sql("SELECT alert_id FROM runhist.alerts").collect()
+    assert len(rows) == len(expected)  # none twice
+    assert {r.alert_id for r in rows} == expected
+
+
 FAILING_RULE = """/*
 name: breaks_at_runtime
 kind: alert
@@ -140,11 +194,15 @@ def _alert_id(rule: str, event_id, entity, value) -> str:
 
 
 def test_state_batch_by_batch_equals_detect(spark, story):
-    """Every bundled rule's rows cut into 7 micro-batches in time order and applied to the
-    state one batch at a time: exactly `detect`'s alerts over the whole history at once."""
+    """Every bundled rule's observations of the story cut into 7 micro-batches in time order
+    and applied to one store a batch at a time (the runner's stateful step): exactly
+    `detect`'s alerts over the whole history at once."""
+    from loader.engine.evaluate import cache_events
+    from loader.engine.observe import observe
+    from loader.engine.plan import plan_rules
+    from loader.engine.step import apply_rule, observations_of
     from loader.rules.detect import source_events
     from loader.rules.validate import load_valid_rules
-    from loader.stream.state import apply_rule
     from udfs.spark import EnrichmentConfig, register_udfs
 
     logs, _, _, reference = story
@@ -154,21 +212,25 @@ def test_state_batch_by_batch_equals_detect(spark, story):
         geoip_asn_db=str(logs / SAMPLE_FILES["geoip_asn_db"]),
         tor_exit_list=str(logs / SAMPLE_FILES["tor_exit_list"]),
     )
-    register_udfs(session, config, refresh=False)
-    source_events(session, str(logs / "AWSLogs")).cache().createOrReplaceTempView("cloudtrail")
+    enrichment = register_udfs(session, config, refresh=False)
+    rules = load_valid_rules([])
+    events, _ = cache_events(source_events(session, str(logs / "AWSLogs")), None)
+    try:
+        observed = observe(events, plan_rules(rules), 0, enrichment=enrichment)
+        frame = observed.observations.toPandas()
+    finally:
+        events.unpersist()
+    assert not observed.errors
     batches, total = 7, 0
-    for rule in load_valid_rules([]):
+    for rule in rules:
         expected = {a["alert_id"] for a in reference if a["rule"] == rule.name}
-        rows = [r.asDict() for r in session.sql(rule.sql).collect() if r.eventTime is not None]
-        rows.sort(key=lambda r: (r["eventTime"], r["eventID"]))
+        seen = observations_of(frame[frame["rule"] == rule.name])
         store: dict = {}
         got = set()
-        size = -(-len(rows) // batches) or 1
-        for start in range(0, len(rows), size):
-            for row, value, _ in apply_rule(rule, rows[start : start + size], store):
-                entity_column = rule.values.get("entity")
-                entity = row.get(entity_column) if entity_column else None
-                got.add(_alert_id(rule.name, row["eventID"], entity, value))
+        size = -(-len(seen) // batches) or 1
+        for start in range(0, len(seen), size):
+            for one, _, _ in apply_rule(rule, seen[start : start + size], store):
+                got.add(_alert_id(rule.name, one.event_id, one.entity, one.value))
         assert got == expected, f"{rule.name}: {len(got)} alerts batch by batch, {len(expected)}"
         total += len(expected)
     assert total >= 26  # at least the attack story's alerts
@@ -243,7 +305,7 @@ def test_the_bundled_pack_tells_the_attack_story_and_stays_quiet_while_learning(
 def test_a_checkpoint_write_left_unfinished_by_a_kill_is_removed(spark, tmp_path):
     """SIGKILL between Spark's temp write and its rename leaves `.0.UUID.tmp` in the offset log;
     Spark 4 then refuses to start. Only such leftovers go; the logs' real entries stay."""
-    from loader.stream.runner import remove_unfinished_writes
+    from loader.stream.checkpoint import remove_unfinished_writes
 
     uuid = "e3784096-eca6-4f02-9b98-ab391afa92bc"
     checkpoint = tmp_path / "observe"

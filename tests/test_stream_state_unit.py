@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from loader.stream.state import DedupState, ProfileState, ThresholdState
+from loader.engine.state import DedupState, ProfileState, ThresholdState
 
 DAY = 86400.0
 T0 = dt.datetime(2024, 3, 1, 9, 0)

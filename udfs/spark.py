@@ -19,13 +19,14 @@ import pandas as pd
 
 from udfs.geoip import ASN, CITY, COUNTRY, DatabaseInfo, Role, check_database, worker_reader
 from udfs.sources import local_copy, staged_copy
-from udfs.tor import TorExitList
+from udfs.tor import TorExitIndex, TorExitList
 from udfs.vectorized import epoch_seconds, map_distinct, tor_exit_at
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 RETURN_TYPES = {"geoip_asn": "bigint"}
+TOR_LISTED = "__tsa_tor_ever_listed"
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Enrichment:
     functions: list[str] = field(default_factory=list)
     databases: dict[str, DatabaseInfo] = field(default_factory=dict)
     tor: TorExitList | None = None
+    tor_index: TorExitIndex | None = None  # what the registered Tor functions answer from
     _broadcast: Any = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -71,11 +73,12 @@ class Enrichment:
 
     def _register_tor(self) -> None:
         assert self.tor is not None
-        old, self._broadcast = self._broadcast, self.spark.sparkContext.broadcast(self.tor.index())
+        self.tor_index = self.tor.index()
+        old, self._broadcast = self._broadcast, self.spark.sparkContext.broadcast(self.tor_index)
         zone = self.spark.conf.get("spark.sql.session.timeZone")
         for name, function in _tor_udfs(self._broadcast, zone).items():
             self.spark.udf.register(name, function)
-            if name not in self.functions:
+            if name not in self.functions and name != TOR_LISTED:
                 self.functions.append(name)
         if old is not None:
             old.unpersist(blocking=False)  # queries planned with it re-fetch it if they need it
@@ -155,7 +158,12 @@ def _tor_udfs(broadcast: Any, zone: str) -> dict[str, Any]:
     def is_tor_exit_at(ips: pd.Series, times: pd.Series) -> pd.Series:
         return tor_exit_at(broadcast.value, ips, epoch_seconds(times, zone))
 
+    def ever_listed(ips: pd.Series) -> pd.Series:
+        return map_distinct(ips, broadcast.value.ever_listed)
+
     return {
         "is_tor_exit": pandas_udf(is_tor_exit, "boolean"),
         "is_tor_exit_at": pandas_udf(is_tor_exit_at, "boolean"),
+        # not for users: lets the rule engine call is_tor_exit_at only for listed addresses
+        TOR_LISTED: pandas_udf(ever_listed, "boolean"),
     }

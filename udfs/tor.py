@@ -198,6 +198,24 @@ class TorExitIndex:
             return None
         return self.listed_between(public_ip(raw), lo, hi)
 
+    def coverage(self) -> list[tuple[float, float]]:
+        """The times (seconds since 1970, UTC) ``is_exit_at`` can answer for, as merged
+        closed intervals: within the window of some snapshot."""
+        merged: list[tuple[float, float]] = []
+        for moment in self.times:  # sorted
+            lo, hi = moment - self.window, moment + self.window
+            if merged and lo <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+            else:
+                merged.append((lo, hi))
+        return merged
+
+    def ever_listed(self, raw: Any) -> bool | None:
+        """Whether ``raw`` is an address some snapshot lists (None for a missing value)."""
+        if raw is None:
+            return None
+        return (public_ip(raw) or "") in self.listed
+
     def listed_between(self, ip: str | None, lo: int, hi: int) -> bool:
         indexes = self.listed.get(ip or "")
         if not indexes:

@@ -1,9 +1,10 @@
 """`detect`: every rule over history in batch (the backtest), alerts to ``security.alerts``.
 
-The events relation ``cloudtrail`` is the table (or view) given, filtered to ``--since`` /
-``--until``, and cached once for all rules. Each rule is evaluated with the semantics of
-:mod:`loader.rules.evaluate`; a rule that fails at runtime is reported with its file and the
-others still run. Writes are idempotent: an alert id already in the table is not added again.
+The events are the table (or view) given, filtered to ``--since`` / ``--until``, or the log
+files under a folder, cached once for all rules. They are evaluated as one batch by the rule
+engine (:mod:`loader.engine`): the runner's plan and stateful step, so `detect` raises what a
+live run would have. A rule that fails at runtime is reported with its file and the others still
+run. Writes are idempotent: an alert id already in the table is not added again.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import datetime as dt
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from loader.alerts.model import create_alerts_table
 from loader.alerts.outbox import create_deliveries_table
 from loader.alerts.store import append_new_alerts
-from loader.errors import TsaError, first_line
-from loader.rules.evaluate import rule_alerts
+from loader.engine.evaluate import cache_events, evaluate
+from loader.engine.plan import plan_rules
+from loader.errors import TsaError
 from loader.rules.model import Rule
 from loader.rules.validate import columns_used
 from loader.tables.catalog import run_statements
@@ -99,77 +101,51 @@ def source_events(spark: SparkSession, source: str) -> DataFrame:
     return spark.sql(events_query("__detect_raw", file_path="file_path"))
 
 
-def cached_for_rules(events: DataFrame, used: set[str] | None) -> tuple[DataFrame, int]:
-    """``events`` cached the way the rules read them best, and how many there are.
-
-    - Only the columns the rules read (``used``; None: all): ``raw_json`` alone is most of the
-      bytes.
-    - One partition per core: every rule pays a task per partition. On 2 cores, all rules over
-      100,000 cached events took 18.4 s with 8 partitions, 7.9 s with 2 (one per log file was
-      worse still).
-    - Sorted by ``eventName`` within each partition: most rules select a few event names, and
-      the in-memory scan then skips the column batches whose name range excludes them (the
-      alert rules over 100k cached events: 8.7 s -> 4.2 s).
-    """
-    from pyspark.storagelevel import StorageLevel
-
-    if used is not None:
-        events = events.select(*[c for c in events.columns if c.lower() in used])
-    cores = events.sparkSession.sparkContext.defaultParallelism
-    if events.rdd.getNumPartitions() > cores:
-        events = events.coalesce(cores)
-    if "eventname" in {c.lower() for c in events.columns}:
-        events = events.sortWithinPartitions("eventName")
-    events = events.persist(StorageLevel.MEMORY_AND_DISK)
-    return events, events.count()
-
-
 def detect(
     spark: SparkSession,
     rules: list[Rule],
     events: DataFrame,
     database: str,
     output: str | None = None,
+    *,
+    fuse: bool = True,
+    enrichment: Any = None,
+    strict: bool = False,
 ) -> DetectReport:
-    """Evaluate ``rules`` over ``events``; append new alerts to ``database.alerts``."""
-    from pyspark.errors import PySparkException
-
+    """Evaluate ``rules`` over ``events`` as one batch; append new alerts to
+    ``database.alerts``. ``fuse=False``: every rule alone (the reference path)."""
     db = check_identifier(database)
-    events, count = cached_for_rules(events, columns_used(rules))
-    events.createOrReplaceTempView("cloudtrail")
+    plan = plan_rules(rules, fuse)
+    events, count = cache_events(events, columns_used(rules))
     batch_id = int(dt.datetime.now(dt.timezone.utc).timestamp())
-    summaries: list[RuleSummary] = []
-    frames = []
-    for rule in rules:
-        summary = RuleSummary(rule.name)
-        summaries.append(summary)
-        try:
-            frame = rule_alerts(spark, rule, batch_id).localCheckpoint()
-            rows = frame.select("entity", "event_time").collect()
-        except PySparkException as exc:
-            summary.error = f"{rule.path}: {first_line(exc)}"
-            continue
-        summary.alerts = len(rows)
-        summary.entities = len({r.entity for r in rows})
-        summary.per_day = dict(
-            Counter(r.event_time.date().isoformat() for r in rows if r.event_time)
+    try:
+        evaluation = evaluate(plan, events, batch_id, enrichment=enrichment, strict=strict)
+        rows = evaluation.alerts.select("rule", "entity", "event_time").collect()
+        report = DetectReport(count, _summaries(rules, rows, evaluation.errors), output=output)
+        run_statements(
+            spark, [create_database(db), create_alerts_table(db), create_deliveries_table(db)]
         )
-        frames.append(frame)
-    report = DetectReport(count, summaries, output=output)
-    run_statements(
-        spark, [create_database(db), create_alerts_table(db), create_deliveries_table(db)]
-    )
-    if frames:
-        alerts = frames[0]
-        for frame in frames[1:]:
-            alerts = alerts.unionByName(frame)
-        report.added = append_new_alerts(spark, alerts, db)
+        report.added = append_new_alerts(spark, evaluation.alerts, db)
         if output:
-            _write_jsonl(alerts, output)
-    events.unpersist()
-    # the rules' relation is detect's own: it must not shadow DATABASE.cloudtrail afterwards
-    spark.catalog.dropTempView("cloudtrail")
+            _write_jsonl(evaluation.alerts, output)
+    finally:
+        events.unpersist()
     return report
+
+
+def _summaries(rules: list[Rule], rows: list[Any], errors: dict[str, str]) -> list[RuleSummary]:
+    by_rule: dict[str, list[Any]] = {}
+    for row in rows:
+        by_rule.setdefault(row.rule, []).append(row)
+    summaries = []
+    for rule in rules:
+        found = by_rule.get(rule.name, [])
+        summaries.append(RuleSummary(
+            rule.name, len(found), len({r.entity for r in found}),
+            dict(Counter(r.event_time.date().isoformat() for r in found if r.event_time)),
+            errors.get(rule.name),
+        ))  # fmt: skip
+    return summaries
 
 
 def _write_jsonl(alerts: DataFrame, path: str) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loader.engine.sql import SCOPE_MARK
 from loader.rules.errors import Problem
 from loader.rules.model import Rule
 
@@ -126,19 +127,29 @@ def _check(rule: Rule, case: Case, alerts: list[dict[str, Any]]) -> CaseResult:
     return CaseResult(rule.name, case.name, True)
 
 
-def run_case(spark: SparkSession, rule: Rule, case: Case) -> CaseResult:
+def run_case(
+    spark: SparkSession, rule: Rule, case: Case, fuse: bool = True, enrichment: Any = None
+) -> CaseResult:
     """One case on its own: its events are the whole ``cloudtrail`` relation."""
-    from loader.rules.evaluate import rule_alerts
+    from loader.engine.evaluate import cache_events, evaluate
+    from loader.engine.plan import plan_rules
 
-    register_events(spark, case.events)
-    return _check(rule, case, [a.asDict() for a in rule_alerts(spark, rule).collect()])
+    register_events(spark, case.events, view=CASE_VIEW)
+    events, _ = cache_events(spark.table(CASE_VIEW), None)
+    try:
+        alerts = evaluate(plan_rules([rule], fuse), events, enrichment=enrichment).alerts
+        return _check(rule, case, [a.asDict() for a in alerts.collect()])
+    finally:
+        events.unpersist()
 
 
 # Cases run together are told apart by a prefix of their events' eventID: "rule.case§id".
-# Profiles, thresholds and dedup are scoped by that prefix (evaluate's ``scope``), so cases run
-# together give what each gives alone, provided the rule's own query keeps one row per event.
-_MARK = "\u00a7"
+# Profiles, thresholds and dedup are scoped by that prefix (the engine's ``scope``), so cases
+# run together give what each gives alone, provided the rule's own query keeps one row per
+# event.
+_MARK = SCOPE_MARK
 _SCOPE = f"substring_index(eventID, '{_MARK}', 1)"
+CASE_VIEW = "__rule_test_events"
 
 
 def _row_per_event(rule: Rule) -> bool:
@@ -155,35 +166,46 @@ def _row_per_event(rule: Rule) -> bool:
     )
 
 
-def _run_together(spark: SparkSession, batch: list[tuple[Rule, list[Case]]]) -> list[CaseResult]:
-    from loader.rules.evaluate import rule_alerts
+def _run_together(
+    spark: SparkSession, batch: list[tuple[Rule, list[Case]]], fuse: bool, enrichment: Any
+) -> list[CaseResult]:
+    """Every case of every rule as one batch of events, through one plan."""
+    from loader.engine.evaluate import cache_events, evaluate
+    from loader.engine.plan import plan_rules
 
     events = []
     for r, (_, cases) in enumerate(batch):
         for c, case in enumerate(cases):
             for event in case.events:
                 events.append({**event, "eventID": f"{r}.{c}{_MARK}{event['eventID']}"})
-    register_events(spark, events)
-    spark.table("cloudtrail").cache()
+    register_events(spark, events, view=CASE_VIEW)
+    cached, _ = cache_events(spark.table(CASE_VIEW), None)
     try:
-        results = []
-        for r, (rule, cases) in enumerate(batch):
-            by_case: dict[str, list[dict[str, Any]]] = {}
-            for alert in rule_alerts(spark, rule, scope=_SCOPE).collect():
-                row = alert.asDict()
-                case_id, _, row["event_id"] = (row["event_id"] or "").partition(_MARK)
-                by_case.setdefault(case_id, []).append(row)
-            results += [
-                _check(rule, case, by_case.get(f"{r}.{c}", [])) for c, case in enumerate(cases)
-            ]
-        return results
+        plan = plan_rules([rule for rule, _ in batch], fuse)
+        evaluation = evaluate(plan, cached, scope=_SCOPE, enrichment=enrichment)
+        by_case: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for alert in evaluation.alerts.collect():
+            row = alert.asDict()
+            case_id, _, row["event_id"] = (row["event_id"] or "").partition(_MARK)
+            by_case.setdefault((row["rule"], case_id), []).append(row)
     finally:
-        spark.catalog.uncacheTable("cloudtrail")
+        cached.unpersist()
+    results = []
+    for r, (rule, cases) in enumerate(batch):
+        error = evaluation.errors.get(rule.name)
+        for c, case in enumerate(cases):
+            if error:
+                results.append(CaseResult(rule.name, case.name, False, f"the rule failed: {error}"))
+            else:
+                results.append(_check(rule, case, by_case.get((rule.name, f"{r}.{c}"), [])))
+    return results
 
 
-def run_rule_tests(spark: SparkSession, rules: list[Rule]) -> tuple[TestReport, list[Problem]]:
-    """Every case of every rule. Cases of rules that keep one row per event (most) run together
-    in one Spark job per rule; the others run case by case."""
+def run_rule_tests(
+    spark: SparkSession, rules: list[Rule], fuse: bool = True, enrichment: Any = None
+) -> tuple[TestReport, list[Problem]]:
+    """Every case of every rule. The cases of rules that keep one row per event (most) run
+    together as one batch through one plan; the others run case by case."""
     report, problems = TestReport(), []
     together, alone = [], []
     for rule in rules:
@@ -195,9 +217,11 @@ def run_rule_tests(spark: SparkSession, rules: list[Rule]) -> tuple[TestReport, 
         problems += case_problems
         identified = all(isinstance(e.get("eventID"), str) for c in cases for e in c.events)
         (together if identified and _row_per_event(rule) else alone).append((rule, cases))
-    if together:
-        report.results += _run_together(spark, together)
-    for rule, cases in alone:
-        report.results += [run_case(spark, rule, case) for case in cases]
-    spark.catalog.dropTempView("cloudtrail")  # the cases' events, not the session's table
+    try:
+        if together:
+            report.results += _run_together(spark, together, fuse, enrichment)
+        for rule, cases in alone:
+            report.results += [run_case(spark, rule, case, fuse, enrichment) for case in cases]
+    finally:
+        spark.catalog.dropTempView(CASE_VIEW)
     return report, problems

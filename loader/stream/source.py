@@ -18,9 +18,14 @@ RAW_VIEW = "__stream_raw"
 
 
 def stream_events(
-    spark: SparkSession, source: str, max_files_per_trigger: int | None = None
+    spark: SparkSession,
+    source: str,
+    max_files_per_trigger: int | None = None,
+    files_where: str | None = None,
 ) -> DataFrame:
-    """A streaming DataFrame of the events in log files under ``source``."""
+    """A streaming DataFrame of the events in log files under ``source``; ``files_where``: SQL
+    over a file's ``account``, ``region`` and ``dt`` choosing the files to read (Spark prunes
+    the others by their path, without opening them)."""
     from loader.sources.layout import with_layout_columns
     from loader.sources.listing import normalize_source
     from loader.tables.cloudtrail_ddl import RAW_OPTIONS, events_query
@@ -29,6 +34,8 @@ def stream_events(
     if max_files_per_trigger:
         options["maxFilesPerTrigger"] = str(max_files_per_trigger)
     reader = spark.readStream.schema("Records ARRAY<STRING>").options(**options)
-    raw = reader.json(normalize_source(source))
-    with_layout_columns(raw).createOrReplaceTempView(RAW_VIEW)
+    raw = with_layout_columns(reader.json(normalize_source(source)))
+    if files_where:
+        raw = raw.where(files_where)
+    raw.createOrReplaceTempView(RAW_VIEW)
     return spark.sql(events_query(RAW_VIEW, file_path="file_path"))

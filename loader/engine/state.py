@@ -1,8 +1,8 @@
-"""What the runner remembers between micro-batches, and the step that applies one batch.
+"""What the rules remember between batches of events.
 
-The batch evaluation (``loader.rules.evaluate``) sees the whole history at once; the runner sees
-it batch by batch. For each key (rule and entity, or rule and dedup key) it keeps just enough
-state that, fed the same events in time order, it raises the same alerts:
+`detect` sees the whole history as one batch; `run` sees it batch by batch. For each key (rule
+and entity, or rule and dedup key) the step (:mod:`loader.engine.step`) keeps just enough state
+that, fed the same events in time order, it raises the same alerts however they are batched:
 
 - profiles: when the entity was first seen (its learning starts there) and, per value, first
   seen, last seen and how often; a value not seen for ``expire`` is forgotten;
@@ -99,7 +99,7 @@ class ThresholdState:
 
     def counts(self, batch: list[dt.datetime], window: float) -> list[int]:
         """For each time of ``batch`` (in order), how many rows fall within ``window`` up to it,
-        counting rows at the same instant (as SQL's RANGE frame does)."""
+        counting every row at the same instant."""
         result = []
         index = 0
         while index < len(batch):
@@ -126,79 +126,3 @@ class DedupState:
             self.last = time
             return True
         return False
-
-
-def pick(row: dict[str, Any], *names: str | None) -> Any:
-    """The first non-NULL of the named columns of a result row, names matched
-    case-insensitively as Spark resolves them."""
-    lowered = {key.lower(): value for key, value in row.items()}
-    return next(
-        (lowered[n.lower()] for n in names if n and lowered.get(n.lower()) is not None), None
-    )
-
-
-def text(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-# Keys of a result row the runner adds: where an account-wide profile's learning starts (its
-# state is kept per value, so it cannot see the profile's first row itself), and for a row that
-# stands for several sightings of its value, the last of them and how many.
-START, LAST, COUNT = "__start", "__last", "__count"
-
-
-def apply_rule(
-    rule: Any, rows: list[dict[str, Any]], store: dict[tuple[str, ...], Any]
-) -> list[tuple[dict[str, Any], str | None, dict[str, Any] | None]]:
-    """Apply one batch of ``rule``'s result rows (in (eventTime, eventID) order) to the state in
-    ``store``; the alerts it raises as (row, value, profile details)."""
-    values = rule.values
-    entity_of = values.get("entity")
-    candidates: list[tuple[dict[str, Any], str | None, dict[str, Any] | None]] = []
-    if rule.kind == "profile":
-        for row in rows:
-            entity = text(pick(row, entity_of))
-            if entity_of and entity is None:
-                continue
-            state = store.setdefault(("profile", rule.name, entity or ""), ProfileState())
-            if row.get(START) is not None and (state.start is None or row[START] < state.start):
-                state.start = row[START]
-            value = text(pick(row, values["value"]))
-            details = state.observe(
-                row["eventTime"], value, float(values["learning"]), float(values["expire"]),
-                row.get(LAST), int(row.get(COUNT) or 1),
-            )  # fmt: skip
-            if details is not None:
-                candidates.append((row, value, details))
-    elif values.get("threshold"):
-        by_entity: dict[str, list[dict[str, Any]]] = {}
-        for row in rows:
-            by_entity.setdefault(text(pick(row, entity_of)) or "", []).append(row)
-        for entity, group in by_entity.items():
-            state = store.setdefault(("threshold", rule.name, entity), ThresholdState())
-            counts = state.counts([r["eventTime"] for r in group], float(values["window"]))
-            candidates += [
-                (r, None, None)
-                for r, n in zip(group, counts, strict=True)
-                if n >= int(values["threshold"])
-            ]
-        candidates.sort(key=lambda c: (c[0]["eventTime"], c[0]["eventID"]))
-    else:
-        candidates = [(row, None, None) for row in rows]
-    window = float(values.get("dedup") or 0)
-    if values.get("threshold"):
-        window = max(window, float(values["window"]))
-    if window <= 0:
-        return candidates
-    kept = []
-    for candidate in candidates:
-        row = candidate[0]
-        keys = values.get("dedup_key")
-        if keys:  # as concat_ws joins them: NULLs left out
-            parts = [text(pick(row, k)) for k in keys]
-            key = "|".join(part for part in parts if part is not None)
-        else:
-            key = text(pick(row, entity_of)) or ""
-        if store.setdefault(("dedup", rule.name, key), DedupState()).keep(row["eventTime"], window):
-            kept.append(candidate)
-    return kept

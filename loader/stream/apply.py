@@ -1,0 +1,208 @@
+"""The apply query: the observations, grouped by (rule, key), through the stateful step
+(:func:`loader.engine.step.stream_step`, state in Spark's RocksDB state store) in event-time
+order; alerts to ``security.alerts`` (idempotent by the deterministic ``alert_id``), the profile
+entries a batch changed to ``security.profile_state_log`` (idempotent per batch), one status
+line per observe batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from loader.alerts.model import create_alerts_table
+from loader.alerts.outbox import create_deliveries_table
+from loader.alerts.store import append_new_alerts
+from loader.engine.scratch import Scratch
+from loader.engine.sql import OBSERVATION_SCHEMA, alert_rows_sql
+from loader.engine.step import STATE_SCHEMA, STEP_SCHEMA, stream_step
+from loader.rules.model import Rule
+from loader.stream.checkpoint import APPLY, OBSERVATIONS, Folder, clean
+from loader.stream.observe import STATUS_RULE
+from loader.tables.catalog import run_statements
+from loader.tables.cloudtrail_ddl import check_identifier, create_database
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.streaming import StreamingQuery
+
+STATE_LOG = "profile_state_log"
+STATE_VIEW = "profile_state"
+STATE_PARTITIONS_CONF = "spark.tsa.run.statePartitions"
+STATE_PARTITIONS_PER_CORE = 4  # the default
+
+
+@dataclass
+class BatchStatus:
+    """One line per batch of events: what came in, what it raised, how far behind."""
+
+    batch: int
+    events: int = 0
+    files: int = 0
+    alerts: Counter[str] = field(default_factory=Counter)
+    added: int = 0
+    started: dt.datetime | None = None
+    newest_event: dt.datetime | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def render(self) -> str:
+        """The time is from the batch's start to its alerts written; the lag, how far the
+        newest event read is behind now."""
+        rules = ", ".join(f"{rule} {n}" for rule, n in sorted(self.alerts.items())) or "none"
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        seconds = (now - self.started).total_seconds() if self.started else 0.0
+        lag = ""
+        if self.newest_event is not None:
+            lag = f", lag {(now - self.newest_event).total_seconds():,.0f} s"
+        line = (
+            f"batch {self.batch}: events {self.events:,}, files {self.files:,}, "
+            f"alerts {sum(self.alerts.values())} ({rules}), new {self.added}, "
+            f"{seconds:.1f} s{lag}"
+        )
+        for rule, error in sorted(self.errors.items()):
+            line += f"\n  rule {rule} FAILED, left out of this batch: {error}"
+        return line
+
+
+def profile_state_ddl(db: str) -> list[str]:
+    """The log of profile entries each batch changed, and the view of their current values."""
+    return [
+        f"CREATE TABLE IF NOT EXISTS {db}.{STATE_LOG} (rule STRING, entity STRING, "
+        "value STRING, first_seen TIMESTAMP, last_seen TIMESTAMP, seen_count BIGINT, "
+        "batch_id BIGINT, updated_at TIMESTAMP) USING parquet "
+        "COMMENT 'Profile entries as each batch of run left them (seen_count 0: forgotten)'",
+        f"CREATE OR REPLACE VIEW {db}.{STATE_VIEW} "
+        "COMMENT 'What each profile knows: per rule, entity and value, first and last seen "
+        "and how often' AS "
+        "SELECT rule, entity, value, first_seen, last_seen, seen_count, updated_at FROM ("
+        "SELECT *, row_number() OVER (PARTITION BY rule, entity, value ORDER BY batch_id DESC) "
+        f"AS version FROM {db}.{STATE_LOG}) WHERE version = 1 AND seen_count > 0",
+    ]
+
+
+def create_run_tables(spark: SparkSession, database: str) -> str:
+    """The database, ``alerts``, ``profile_state_log`` and ``profile_state``; the checked name."""
+    database = check_identifier(database)
+    run_statements(
+        spark,
+        [
+            create_database(database),
+            create_alerts_table(database),
+            create_deliveries_table(database),
+            *profile_state_ddl(database),
+        ],
+    )
+    return database
+
+
+def _write_state(session: SparkSession, rows: DataFrame, db: str, batch_id: int) -> None:
+    """Append the batch's profile entries that the log does not hold yet: a replayed batch
+    (even one killed while its files were being committed) completes what is missing."""
+    table = f"{db}.{STATE_LOG}"
+    session.catalog.refreshTable(table)
+    entries = rows.selectExpr(
+        "rule", "entity", "value", "first_seen", "last_seen", "seen_count",
+        f"CAST({int(batch_id)} AS BIGINT) AS batch_id",
+    )  # fmt: skip
+    logged = session.table(table).where(f"batch_id = {int(batch_id)}")
+    same = [entries[c].eqNullSafe(logged[c]) for c in ("rule", "entity", "value")]
+    new = entries.join(logged.select("rule", "entity", "value"), same, "left_anti")
+    new.selectExpr("*", "current_timestamp() AS updated_at").write.insertInto(table)
+
+
+def start_apply(
+    spark: SparkSession,
+    rules: list[Rule],
+    database: str,
+    checkpoint: str,
+    once: bool,
+    report: Callable[[str], None] = print,
+    strict: bool = False,
+    on_alerts: Callable[[], None] | None = None,
+) -> StreamingQuery:
+    """The apply query over what the observe query wrote under ``checkpoint``; ``on_alerts``
+    is called after a batch added alerts."""
+    from pyspark.sql.streaming.state import GroupStateTimeout
+
+    root = Folder(spark, checkpoint)
+    observations = Folder(spark, root.child(OBSERVATIONS))
+    rows = (
+        spark.readStream.schema(OBSERVATION_SCHEMA)
+        .option("recursiveFileLookup", "true")
+        .option("pathGlobFilter", "*.parquet")
+        .parquet(observations.path)
+    )
+    step_rows = rows.groupBy("rule", "key").applyInPandasWithState(
+        stream_step(rules, strict, STATUS_RULE),
+        STEP_SCHEMA,
+        STATE_SCHEMA,
+        "append",
+        GroupStateTimeout.NoTimeout,
+    )
+    # The state's partitions are fixed when the checkpoint is created: Spark's default of 200
+    # would make every batch, however small, open and commit 200 state stores.
+    partitions = spark.conf.get(STATE_PARTITIONS_CONF, None) or str(
+        STATE_PARTITIONS_PER_CORE * spark.sparkContext.defaultParallelism
+    )
+    previous = spark.conf.get("spark.sql.shuffle.partitions")
+    spark.conf.set("spark.sql.shuffle.partitions", partitions)
+
+    def apply(batch: DataFrame, batch_id: int) -> None:
+        session = batch.sparkSession
+        batch = batch.localCheckpoint()
+        statuses: dict[int, BatchStatus] = {}
+        # one small job: state rows counted, the few others (alerts, status, errors) read
+        columns = (
+            "record", "rule", "batch",
+            "CASE WHEN record IN ('status', 'error') THEN details END AS details",
+        )  # fmt: skip
+        state_rows = 0
+        counted = batch.selectExpr(*columns).groupBy("record", "rule", "batch", "details")
+        for row in counted.count().collect():
+            if row.record == "state":
+                state_rows += row["count"]
+                continue
+            status = statuses.setdefault(row.batch, BatchStatus(row.batch))
+            if row.record == "alert":
+                status.alerts[row.rule] += row["count"]
+            elif row.record == "error":
+                status.errors[row.rule] = row.details
+            else:
+                summary = json.loads(row.details)
+                status.events, status.files = summary["events"], summary["files"]
+                status.started = dt.datetime.fromisoformat(summary["started"])
+                status.errors.update(summary["errors"])
+                if summary["newest"]:
+                    status.newest_event = dt.datetime.fromisoformat(summary["newest"])
+        if state_rows:
+            _write_state(session, batch.where("record = 'state'"), database, batch_id)
+        added = 0
+        if any(status.alerts for status in statuses.values()):
+            scratch = Scratch(session)
+            try:
+                view = scratch.view(batch.where("record = 'alert'"), "run_alerts")
+                alerts = session.sql(alert_rows_sql(rules, view))
+                added = append_new_alerts(session, alerts, database)
+            finally:
+                scratch.drop()
+            if added and on_alerts is not None:
+                on_alerts()
+        for number, status in sorted(statuses.items()):
+            status.added = added if number == max(statuses) else 0
+            report(status.render())
+
+    clean(spark, root.child(APPLY), report)
+    writer = step_rows.writeStream.foreachBatch(apply).queryName("tsa-apply")
+    writer = writer.option("checkpointLocation", root.child(APPLY))
+    if once:
+        writer = writer.trigger(availableNow=True)
+    else:  # its source is local and small: look often, so alerts follow their events closely
+        writer = writer.trigger(processingTime="1 second")
+    try:
+        return writer.start()
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", previous)

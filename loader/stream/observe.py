@@ -1,0 +1,84 @@
+"""The observe query's work: each micro-batch of events through the rule engine
+(:mod:`loader.engine`), its observations written as ``CHECKPOINT/observations/batch-N``.
+
+A batch's events are cached once (only the columns the rules read) and observed by the plan: a
+pass for all fused rules, a job per solo rule. A rule that fails is named with its file and left
+out of the batch (``--strict``: the runner stops). The observations and a status row (events,
+files, newest event, failed rules) are written as Parquet to a partial folder made visible by
+one rename; a replayed batch finds its folder there and writes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import TYPE_CHECKING, Any
+
+from loader.engine.evaluate import cache_events
+from loader.engine.observe import observe
+from loader.engine.plan import Plan
+from loader.engine.sql import OBSERVATION_SCHEMA
+from loader.stream.checkpoint import STARTS_FILE, Folder, batch_folder, previous_starts
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+    from loader.stream.history import History
+
+STATUS_RULE = "__batch"  # the status row's "rule"
+
+
+def observe_batch(
+    events: DataFrame,
+    batch: int,
+    plan: Plan,
+    folder: Folder,
+    *,
+    strict: bool = False,
+    used: set[str] | None = None,
+    enrichment: Any = None,
+    history: History | None = None,
+) -> bool:
+    """Write the observations of one batch of events to ``observations/batch-N``; False when a
+    replay finds them written. ``used``: the event columns the rules read (None: all). The
+    first batch also takes the ``history`` days from their Parquet table."""
+    final, partial = batch_folder(batch), f"_partial-{batch:09d}"
+    if folder.exists(final):
+        return False
+    started = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    session = events.sparkSession
+    if history is not None and batch == 0:
+        events = events.unionByName(history.events(session))
+    keep = None if used is None else used | {"eventtime", "source_file"}
+    events, count = cache_events(events, keep)
+    cores = session.sparkContext.defaultParallelism
+    # A batch's aggregations are small: Spark's 200 shuffle partitions made a 1,000-event batch
+    # cost 7.5 s instead of 4.1 s (the query's session is its own: this stays in the query).
+    session.conf.set("spark.sql.shuffle.partitions", str(cores))
+    try:
+        totals = events.selectExpr(
+            "count(DISTINCT source_file) AS files", "max(CAST(eventTime AS TIMESTAMP)) AS newest"
+        ).first()
+        observed = observe(
+            events, plan, batch, enrichment=enrichment, strict=strict,
+            starts=previous_starts(folder, batch),
+        )  # fmt: skip
+        summary = {
+            "events": count, "files": totals.files,
+            "newest": totals.newest.isoformat() if totals.newest else None,
+            "started": started.isoformat(), "errors": observed.errors,
+        }  # fmt: skip
+        status = session.createDataFrame(
+            [(STATUS_RULE, str(batch), None, None, started, "", json.dumps(summary),
+              None, None, None, batch)],
+            OBSERVATION_SCHEMA,
+        )  # fmt: skip
+        folder.delete(partial)
+        rows = observed.observations.unionByName(status).coalesce(cores)
+        rows.write.parquet(folder.child(partial))
+    finally:
+        events.unpersist()
+    stored = {rule: moment.isoformat(sep=" ") for rule, moment in observed.starts.items()}
+    folder.write_text(f"{partial}/{STARTS_FILE}", json.dumps(sorted(stored.items())))
+    folder.rename(partial, final)
+    return True
