@@ -2,8 +2,9 @@
 a file landing to its alert, and the per-batch cost as the profile state grows.
 
 - **throughput**: `run --once` over the reference events (the history replay: observe every
-  batch, then apply), events/s per core; competitor in the same run: `detect` (the batch
-  backtest) over the same events with the same rules.
+  batch, then apply), events/s per core, from the raw files and with the history replayed from
+  the materialized Parquet table (`--history-table`, the table made beforehand, not timed);
+  competitor in the same run: `detect` (the batch backtest) over the same events and rules.
 - **latency**: a live runner (`--trigger`, default 5 s) while a writer lands one log file per
   second holding 1,000 events, one of them a root sign-in; for each file, the time from its
   landing to its alert row being written.
@@ -52,48 +53,83 @@ def session(driver_memory: str, logs: Path):  # type: ignore[no-untyped-def]
     os.chdir(WORK)  # the bench's own metastore and warehouse
     settings = resolve(None, {"conf": [f"spark.driver.memory={driver_memory}"]})
     with_sample_sources(settings, str(logs))
-    spark, _ = enriched_session(settings, "bench run")
-    return spark
+    return enriched_session(settings, "bench run")
 
 
-def throughput(spark, logs: Path) -> list[list[str]]:  # type: ignore[no-untyped-def]
-    from loader.rules.detect import detect, source_events
-    from loader.rules.validate import load_valid_rules
+def _run_once(spark, logs: Path, rules, enrichment, name: str, table: str | None = None):  # type: ignore[no-untyped-def]
+    """One `run --once` from a new checkpoint: (seconds, observe seconds, events, alerts)."""
+    from loader.engine.plan import plan_rules
+    from loader.stream.history import history
     from loader.stream.runner import start
     from loader.stream.source import stream_events
 
-    rules = load_valid_rules([])
-    n_cores = cores()
-    spark.sql("DROP DATABASE IF EXISTS bench_run CASCADE")
-    checkpoint = WORK / "throughput_checkpoint"
+    spark.sql(f"DROP DATABASE IF EXISTS {name} CASCADE")
+    checkpoint = WORK / f"{name}_checkpoint"
     shutil.rmtree(checkpoint, ignore_errors=True)
     lines: list[str] = []
-    print(f"run --once, {len(rules)} rules ...", flush=True)
     started = time.perf_counter()
+    replay = history(spark, table, str(logs / "AWSLogs"), str(checkpoint)) if table else None
+    events = stream_events(
+        spark, str(logs / "AWSLogs"), files_where=replay.raw_filter() if replay else None
+    )
     runner = start(
-        spark, stream_events(spark, str(logs / "AWSLogs")), rules, "bench_run",
-        str(checkpoint), None, True, report=lines.append,
+        spark, events, plan_rules(rules), name, str(checkpoint), None, True,
+        report=lines.append, enrichment=enrichment, history=replay,
     )  # fmt: skip
     runner.observe.awaitTermination()
     observed = time.perf_counter() - started
     assert runner.wait() == 0
     seconds = time.perf_counter() - started
-    spark.catalog.refreshTable("bench_run.alerts")
-    alerts = spark.table("bench_run.alerts").count()
-    events = _events_in(lines)
-    rows = [[
-        f"this project: `run --once`, all {len(rules)} rules (observe {observed:.0f} s + apply "
-        f"{seconds - observed:.0f} s)", f"{seconds:.1f}", str(n_cores),
-        f"{events / seconds / n_cores:,.0f}", f"{alerts:,}",
-    ]]  # fmt: skip
+    spark.catalog.refreshTable(f"{name}.alerts")
+    alerts = spark.table(f"{name}.alerts").count()
+    return seconds, observed, _events_in(lines), alerts
+
+
+def throughput(spark, enrichment, logs: Path, events_expected: int) -> list[list[str]]:  # type: ignore[no-untyped-def]
+    from loader.rules.detect import detect, source_events
+    from loader.rules.validate import load_valid_rules
+    from loader.tables.create_cloudtrail import create_cloudtrail_tables
+    from loader.tables.materialize import materialize
+
+    rules = load_valid_rules([])
+    n_cores = cores()
     print(f"detect, {len(rules)} rules ...", flush=True)
     spark.sql("DROP DATABASE IF EXISTS bench_run_detect CASCADE")
     started = time.perf_counter()
-    report = detect(spark, rules, source_events(spark, str(logs / "AWSLogs")), "bench_run_detect")
-    seconds = time.perf_counter() - started
+    report = detect(
+        spark, rules, source_events(spark, str(logs / "AWSLogs")), "bench_run_detect",
+        enrichment=enrichment,
+    )  # fmt: skip
+    detect_seconds = time.perf_counter() - started
+    rows = [[
+        f"`detect` (batch backtest), all {len(rules)} rules, same events",
+        f"{detect_seconds:.1f}", "1.00x", str(n_cores),
+        f"{report.events / detect_seconds / n_cores:,.0f}", f"{report.added:,}",
+    ]]  # fmt: skip
+    print(f"run --once, {len(rules)} rules, raw files ...", flush=True)
+    seconds, observed, events, alerts = _run_once(spark, logs, rules, enrichment, "bench_run")
+    assert events == report.events, (events, report.events)
+    raw_rate = events / seconds / n_cores
     rows.append([
-        f"`detect` (batch backtest), all {len(rules)} rules, same events", f"{seconds:.1f}",
-        str(n_cores), f"{report.events / seconds / n_cores:,.0f}", f"{report.added:,}",
+        f"this project: `run --once`, all {len(rules)} rules, raw files (observe {observed:.0f} s "
+        f"+ apply {seconds - observed:.0f} s)", f"{seconds:.1f}",
+        f"{seconds / detect_seconds:.2f}x", str(n_cores), f"{raw_rate:,.0f}", f"{alerts:,}",
+    ])  # fmt: skip
+    print("materialize (not timed) ...", flush=True)
+    spark.sql("DROP DATABASE IF EXISTS bench_hist CASCADE")
+    create_cloudtrail_tables(spark, str(logs / "AWSLogs"), "bench_hist")
+    materialize(spark, "bench_hist")
+    print(f"run --once, {len(rules)} rules, --history-table ...", flush=True)
+    seconds, observed, events, alerts = _run_once(
+        spark, logs, rules, enrichment, "bench_run_hist", "bench_hist.cloudtrail_parquet"
+    )
+    assert events == report.events, (events, report.events)
+    rate = events / seconds / n_cores
+    rows.append([
+        f"this project: `run --once --history-table bench_hist.cloudtrail_parquet`, all "
+        f"{len(rules)} rules (observe {observed:.0f} s + apply {seconds - observed:.0f} s; "
+        f"{rate / raw_rate:.1f}x the raw files' rate)", f"{seconds:.1f}",
+        f"{seconds / detect_seconds:.2f}x", str(n_cores), f"{rate:,.0f}", f"{alerts:,}",
     ])  # fmt: skip
     return rows
 
@@ -123,7 +159,8 @@ def _batch_events(template: list[dict], n: int, now: dt.datetime, tag: str) -> l
     return events
 
 
-def latency(spark, logs: Path, trigger: int, seconds: int) -> list[list[str]]:  # type: ignore[no-untyped-def]
+def latency(spark, enrichment, logs: Path, trigger: int, seconds: int) -> list[list[str]]:  # type: ignore[no-untyped-def]
+    from loader.engine.plan import plan_rules
     from loader.rules.validate import load_valid_rules
     from loader.stream.runner import start
     from loader.stream.source import stream_events
@@ -160,8 +197,8 @@ def latency(spark, logs: Path, trigger: int, seconds: int) -> list[list[str]]:  
 
     write_file(0)  # the source needs its first folder
     runner = start(
-        spark, stream_events(spark, str(live / "AWSLogs")), rules, "bench_live",
-        str(checkpoint), trigger, False, report=report,
+        spark, stream_events(spark, str(live / "AWSLogs")), plan_rules(rules), "bench_live",
+        str(checkpoint), trigger, False, report=report, enrichment=enrichment,
     )  # fmt: skip
     time.sleep(trigger + 20)  # the first batch pays for warming up
     stop = threading.Event()
@@ -207,7 +244,8 @@ def state_scaling(spark, entries: list[int]) -> list[list[str]]:  # type: ignore
     builds the state (``n`` entries: n/10 principals with 10 values each), then the same
     small batch for every size."""
     from loader.rules.validate import load_rules
-    from loader.stream.runner import OBSERVATIONS, create_run_tables, start_apply
+    from loader.stream.apply import create_run_tables, start_apply
+    from loader.stream.checkpoint import OBSERVATIONS
 
     rules_dir = Path(tempfile.mkdtemp(prefix="tsa-rules-", dir=WORK))
     (rules_dir / "bench_profile.sql").write_text(PROFILE_RULE)
@@ -251,25 +289,28 @@ def _write_observations(
 ) -> None:  # type: ignore[no-untyped-def]
     """Observation rows of ``bench_profile``: each principal with ``values`` values (in a
     later batch, 9 known and 1 new), as the observe query writes them."""
-    from loader.stream.runner import OBSERVATION_SCHEMA
+    from loader.engine.sql import OBSERVATION_SCHEMA
 
     new = 1 if batch else 0
     frame = spark.sql(f"""
-SELECT 'bench_profile' AS rule, principal AS key,
-  timestamp '2026-01-01 00:00:00' + make_interval(0, 0, 0, {batch}, 0, 0, v) AS eventTime,
-  concat('e', {batch}, '-', p, '-', v) AS eventID,
-  to_json(named_struct('principal', principal, 'item',
-    concat('v', CASE WHEN v < {values - new} THEN v ELSE v + 100 * {batch} END))) AS row,
-  CAST(NULL AS TIMESTAMP) AS start, CAST(NULL AS TIMESTAMP) AS last, CAST(NULL AS BIGINT) AS count,
+SELECT 'bench_profile' AS rule, principal AS key, principal AS entity, item AS value,
+  eventTime, eventID, to_json(named_struct('principal', principal, 'item', item)) AS row,
+  CAST(NULL AS TIMESTAMP) AS start, eventTime AS last, CAST(1 AS BIGINT) AS count,
   CAST({batch} AS BIGINT) AS batch
-FROM (SELECT p, concat('arn:aws:iam::123456789012:user/u', p + {offset}) AS principal, v
-      FROM range({principals}) AS r(p) LATERAL VIEW explode(sequence(0, {values - 1})) t AS v)
+FROM (
+  SELECT principal,
+    concat('v', CASE WHEN v < {values - new} THEN v ELSE v + 100 * {batch} END) AS item,
+    timestamp '2026-01-01 00:00:00' + make_interval(0, 0, 0, {batch}, 0, 0, v) AS eventTime,
+    concat('e', {batch}, '-', p, '-', v) AS eventID
+  FROM (SELECT p, concat('arn:aws:iam::123456789012:user/u', p + {offset}) AS principal, v
+        FROM range({principals}) AS r(p) LATERAL VIEW explode(sequence(0, {values - 1})) t AS v))
 """)  # fmt: skip
     status = json.dumps({"events": principals * values, "files": 1, "newest": None,
                          "started": dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
                          .isoformat(), "errors": {}})  # fmt: skip
     frame = frame.unionByName(spark.createDataFrame(
-        [("__batch", str(batch), dt.datetime(2026, 1, 1), "", status, None, None, None, batch)],
+        [("__batch", str(batch), None, None, dt.datetime(2026, 1, 1), "", status,
+          None, None, None, batch)],
         OBSERVATION_SCHEMA,
     ))  # fmt: skip
     tmp = folder.parent / f"_{folder.name}"
@@ -287,14 +328,14 @@ def main() -> None:
     parser.add_argument("--driver-memory", default="8g")
     args = parser.parse_args()
     logs = reference_logs(args.events)
-    spark = session(args.driver_memory, logs)
+    spark, enrichment = session(args.driver_memory, logs)
     if args.part in ("throughput", "all"):
-        rows = throughput(spark, logs)
+        rows = throughput(spark, enrichment, logs, args.events)
         print(f"\n{args.events:,} events, {len(log_files(logs))} files\n")
-        header = ["what ran", "seconds", "cores", "events/s per core", "alerts"]
+        header = ["what ran", "seconds", "vs detect", "cores", "events/s per core", "alerts"]
         print(markdown_table(header, rows) + "\n", flush=True)
     if args.part in ("latency", "all"):
-        rows = latency(spark, logs, args.trigger, args.seconds)
+        rows = latency(spark, enrichment, logs, args.trigger, args.seconds)
         header = ["what ran", "alerts timed", "median s", "p95 s", "max s", "target s"]
         print("\n" + markdown_table(header, rows) + "\n", flush=True)
     if args.part in ("state", "all"):

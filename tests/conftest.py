@@ -60,7 +60,7 @@ def pytest_configure(config):
 LONGEST_FIRST = (
     "test_shared_metastore.py", "test_run_kill.py", "test_run.py", "test_run_sqs.py",
     "test_cluster.py", "test_persistence.py",
-    "test_rule_pack.py",
+    "test_rule_pack.py", "test_materialize.py",
     "test_detect.py", "test_create_corpus.py", "test_enrich.py",
     "test_delivery_run.py", "test_demo.py",
 )  # fmt: skip

@@ -42,6 +42,16 @@ FROM cloudtrail
 WHERE eventName = 'ConsoleLogin' AND userIdentity.type = 'Root'
   AND get_json_object(responseElements, '$.ConsoleLogin') = 'Success'
 """
+FAILING = """/*
+name: breaks_at_runtime
+kind: alert
+description: casts a name to a number, which fails at runtime under ANSI SQL
+severity: low
+entity: actor
+*/
+SELECT eventTime, eventID, userIdentity.arn AS actor
+FROM cloudtrail WHERE CAST(eventName AS INT) > 0
+"""
 
 
 def test_detect_raises_exactly_the_attack_alerts(spark, tmp_path, capsys):
@@ -86,6 +96,16 @@ def test_detect_raises_exactly_the_attack_alerts(spark, tmp_path, capsys):
     assert "new in table: 0" in capsys.readouterr().out
     spark.catalog.refreshTable("detecttest.alerts")
     assert spark.table("detecttest.alerts").count() == 4
+
+    # a rule failing at runtime inside the fused group: named with its file, the others alert
+    (rules / "breaks_at_runtime.sql").write_text(FAILING)
+    failing = ["detectfail" if a == "detecttest" else a for a in args]
+    assert main(failing) == 1
+    printed = capsys.readouterr().out
+    assert f"| breaks_at_runtime | 0 | 0 | FAILED: {rules / 'breaks_at_runtime.sql'}: " in printed
+    assert "CAST_INVALID_INPUT" in printed
+    again = [json.loads(line) for line in output.read_text().splitlines()]
+    assert sorted(a["alert_id"] for a in again) == sorted(a["alert_id"] for a in alerts)
 
 
 def test_detect_refuses_invalid_rules_before_starting(tmp_path, capsys):

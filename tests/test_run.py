@@ -91,60 +91,6 @@ def test_run_replays_history_then_new_files_and_agrees_with_detect(spark, story,
     assert countries["China"].first_seen.isoformat().startswith(f"{summary.days[-1]}T02:0")
 
 
-def _move(paths, source, target):
-    """Move ``paths`` (relative) from folder ``source`` to folder ``target``."""
-    for path in paths:
-        (target / path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(source / path, target / path)
-
-
-def test_run_replays_materialized_days_from_parquet_then_raw_files(spark, story, tmp_path, capsys):
-    """`run --history-table`: the first half of the history materialized to Parquet, the
-    second half only raw, the attack day landing later. The days come from the table, the rest
-    from raw files, each event once: the alerts are exactly `detect`'s over all raw files."""
-    from loader.tables.create_cloudtrail import create_cloudtrail_tables
-
-    logs, summary, sources, reference = story
-    expected = {alert["alert_id"] for alert in reference}
-    days = [d.replace("-", "/") for d in summary.days]
-    files = sorted(p.relative_to(logs) for p in (logs / "AWSLogs").rglob("*.json.gz"))
-    later = [p for p in files if any(f"/{d}/" in str(p) for d in days[len(days) // 2 :])]
-    last = [p for p in later if f"/{days[-1]}/" in str(p)]
-    held = tmp_path / "held"
-    _move(later, logs, held)  # materialize sees only the first half
-    try:
-        create_cloudtrail_tables(spark, str(logs / "AWSLogs"), "runhist")
-        assert main(["materialize", "--database", "runhist"]) == 0
-        materialized, partitions = spark.sql(
-            "SELECT count(*), count(DISTINCT account, region, dt) FROM runhist.cloudtrail_parquet"
-        ).first()
-        _move([p for p in later if p not in last], held, logs)  # the second half lands, raw
-        run = [
-            "run", "--source", str(logs / "AWSLogs"), "--once", "--database", "runhist",
-            "--checkpoint", str(tmp_path / "checkpoint"), *sources,
-            "--history-table", "runhist.cloudtrail_parquet",
-        ]  # fmt: skip
-        capsys.readouterr()
-        assert main(run) == 0
-        first = capsys.readouterr().out
-        assert f"history: {partitions} day(s) from runhist.cloudtrail_parquet" in first
-        raw = sum(
-            len(json.loads(gzip.decompress((logs / p).read_bytes()))["Records"])
-            for p in later if p not in last and "_CloudTrail_" in p.name
-        )  # fmt: skip
-        assert f"batch 0: events {materialized + raw:,}, " in first, first
-        _move(last, held, logs)  # the attack day lands
-    finally:
-        _move([p for p in later if (held / p).exists()], held, logs)
-    assert main(run) == 0
-    second = capsys.readouterr().out
-    assert "batch 0:" not in second and "batch 1: events " in second
-    spark.catalog.refreshTable("runhist.alerts")
-    rows = spark.sql("SELECT alert_id FROM runhist.alerts").collect()
-    assert len(rows) == len(expected)  # none twice
-    assert {r.alert_id for r in rows} == expected
-
-
 FAILING_RULE = """/*
 name: breaks_at_runtime
 kind: alert
@@ -193,11 +139,12 @@ def _alert_id(rule: str, event_id, entity, value) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
-def test_state_batch_by_batch_equals_detect(spark, story):
+def test_state_batch_by_batch_and_no_fuse_equal_detect(spark, story):
     """Every bundled rule's observations of the story cut into 7 micro-batches in time order
     and applied to one store a batch at a time (the runner's stateful step): exactly
-    `detect`'s alerts over the whole history at once."""
-    from loader.engine.evaluate import cache_events
+    `detect`'s alerts over the whole history at once. And every rule alone, as written (UDFs
+    called per event, `--no-fuse`): the same alert ids with the same details."""
+    from loader.engine.evaluate import cache_events, evaluate
     from loader.engine.observe import observe
     from loader.engine.plan import plan_rules
     from loader.engine.step import apply_rule, observations_of
@@ -218,9 +165,18 @@ def test_state_batch_by_batch_equals_detect(spark, story):
     try:
         observed = observe(events, plan_rules(rules), 0, enrichment=enrichment)
         frame = observed.observations.toPandas()
+        alone = evaluate(plan_rules(rules, fuse=False), events, enrichment=enrichment)
+        assert not alone.errors
+        alone_alerts = sorted(
+            (a.alert_id, a.rule, json.dumps(json.loads(a.details), sort_keys=True))
+            for a in alone.alerts.collect()
+        )
     finally:
         events.unpersist()
     assert not observed.errors
+    assert alone_alerts == sorted(
+        (a["alert_id"], a["rule"], json.dumps(a["details"], sort_keys=True)) for a in reference
+    )
     batches, total = 7, 0
     for rule in rules:
         expected = {a["alert_id"] for a in reference if a["rule"] == rule.name}

@@ -206,7 +206,8 @@ def _timestamp(value: Any) -> dt.datetime | None:
 
 def observations_of(frame: pd.DataFrame) -> list[Observation]:
     """A frame's observations in (time, eventID) order."""
-    frame = frame.sort_values(["eventTime", "eventID"], kind="stable")
+    # the row breaks ties: events of one time without an id (real logs have some) keep one order
+    frame = frame.sort_values(["eventTime", "eventID", "row"], kind="stable", na_position="first")
     out = []
     columns = ("entity", "value", "eventTime", "eventID", "row", "start", "last", "count", "batch")
     for entity, value, time, event_id, row, start, last, count, batch in zip(

@@ -20,6 +20,7 @@ from loader.alerts.outbox import create_deliveries_table
 from loader.alerts.store import append_new_alerts
 from loader.engine.evaluate import cache_events, evaluate
 from loader.engine.plan import plan_rules
+from loader.engine.timing import phase
 from loader.errors import TsaError
 from loader.rules.model import Rule
 from loader.rules.validate import columns_used
@@ -116,18 +117,20 @@ def detect(
     ``database.alerts``. ``fuse=False``: every rule alone (the reference path)."""
     db = check_identifier(database)
     plan = plan_rules(rules, fuse)
-    events, count = cache_events(events, columns_used(rules))
+    with phase("read events"):
+        events, count = cache_events(events, columns_used(rules))
     batch_id = int(dt.datetime.now(dt.timezone.utc).timestamp())
     try:
         evaluation = evaluate(plan, events, batch_id, enrichment=enrichment, strict=strict)
         rows = evaluation.alerts.select("rule", "entity", "event_time").collect()
         report = DetectReport(count, _summaries(rules, rows, evaluation.errors), output=output)
-        run_statements(
-            spark, [create_database(db), create_alerts_table(db), create_deliveries_table(db)]
-        )
-        report.added = append_new_alerts(spark, evaluation.alerts, db)
-        if output:
-            _write_jsonl(evaluation.alerts, output)
+        with phase("write alerts"):
+            run_statements(
+                spark, [create_database(db), create_alerts_table(db), create_deliveries_table(db)]
+            )
+            report.added = append_new_alerts(spark, evaluation.alerts, db)
+            if output:
+                _write_jsonl(evaluation.alerts, output)
     finally:
         events.unpersist()
     return report
