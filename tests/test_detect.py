@@ -11,6 +11,7 @@ import pytest
 from loader.cli import main
 from loader.enrichment import SAMPLE_FILES
 from loader.sample.generate import ATTACK_NEW_USER, ATTACK_USER, SampleSpec, write_sample
+from tests.test_run import FAILING_RULE
 
 pytestmark = pytest.mark.spark
 
@@ -41,16 +42,6 @@ SELECT coalesce(userIdentity.arn, userIdentity.principalId) AS principal,
 FROM cloudtrail
 WHERE eventName = 'ConsoleLogin' AND userIdentity.type = 'Root'
   AND get_json_object(responseElements, '$.ConsoleLogin') = 'Success'
-"""
-FAILING = """/*
-name: breaks_at_runtime
-kind: alert
-description: casts a name to a number, which fails at runtime under ANSI SQL
-severity: low
-entity: actor
-*/
-SELECT eventTime, eventID, userIdentity.arn AS actor
-FROM cloudtrail WHERE CAST(eventName AS INT) > 0
 """
 
 
@@ -98,7 +89,7 @@ def test_detect_raises_exactly_the_attack_alerts(spark, tmp_path, capsys):
     assert spark.table("detecttest.alerts").count() == 4
 
     # a rule failing at runtime inside the fused group: named with its file, the others alert
-    (rules / "breaks_at_runtime.sql").write_text(FAILING)
+    (rules / "breaks_at_runtime.sql").write_text(FAILING_RULE)
     failing = ["detectfail" if a == "detecttest" else a for a in args]
     assert main(failing) == 1
     printed = capsys.readouterr().out

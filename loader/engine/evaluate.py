@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from loader.engine.observe import observe
 from loader.engine.plan import Plan
 from loader.engine.scratch import Scratch
-from loader.engine.sql import OBSERVATION_SCHEMA, alert_rows_sql
+from loader.engine.sql import alert_rows_sql
 from loader.engine.step import STEP_SCHEMA, batch_step
 from loader.engine.timing import phase
 from loader.errors import TsaError
@@ -90,7 +90,3 @@ def _group(column: str, groups: int) -> Any:
     from pyspark.sql import functions as F
 
     return F.pmod(F.hash(column), F.lit(groups)).alias("__group")
-
-
-def empty_observations(session: Any) -> DataFrame:
-    return session.createDataFrame([], OBSERVATION_SCHEMA)
