@@ -40,7 +40,7 @@ def _enrichment_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _engine_options(parser: argparse.ArgumentParser, strict: bool = True) -> None:
+def _engine_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("Rule engine")
     group.add_argument(
         "--explain",
@@ -54,13 +54,12 @@ def _engine_options(parser: argparse.ArgumentParser, strict: bool = True) -> Non
         help="run every rule alone, exactly as written (the reference path, for comparisons "
         "and bug reports; slower)",
     )
-    if strict:
-        group.add_argument(
-            "--strict",
-            action="store_true",
-            help="stop when a rule fails at runtime (default: report it with its file, leave it "
-            "out and go on with the other rules)",
-        )
+    group.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop when a rule fails at runtime (default: report it with its file, leave it "
+        "out and go on with the other rules)",
+    )
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
