@@ -409,7 +409,45 @@ def build_parser() -> argparse.ArgumentParser:
     _common_options(test_rules)
     _spark_options(test_rules)
     test_rules.set_defaults(handler=_test_rules)
+
+    sigma = commands.add_parser(
+        "import-sigma",
+        help="turn Sigma rules (AWS CloudTrail) into rule files, with pySigma",
+        description="Convert every Sigma rule in SRC (YAML files or folders; a SigmaHQ "
+        "checkout works) whose logsource is product aws / service cloudtrail into a rule file "
+        "DIR/sigma_<file stem>.sql, validate what was written, and report every rule as "
+        "converted, skipped or failed with the reason. Needs the [sigma] extra.",
+    )
+    sigma.add_argument("sources", nargs="+", metavar="SRC", help="Sigma YAML files or folders")
+    sigma.add_argument("--out", required=True, metavar="DIR", help="folder for the rule files")
+    sigma.add_argument("--force", action="store_true", help="replace rule files already in DIR")
+    sigma.add_argument(
+        "--source-url",
+        metavar="URL",
+        help="base URL for each rule's `source` (its path under SRC is appended), e.g. "
+        "https://github.com/SigmaHQ/sigma/blob/master/rules/cloud/aws; default: the path read",
+    )
+    sigma.add_argument(
+        "--license", help="licence of rules that name none (default: DRL-1.1, SigmaHQ's)"
+    )
+    sigma.add_argument(
+        "--dedup", metavar="DURATION", help="a dedup window for every rule (Sigma has none)"
+    )
+    _common_options(sigma)
+    sigma.set_defaults(handler=_import_sigma)
     return parser
+
+
+def _import_sigma(args: argparse.Namespace, settings: Settings) -> int:
+    from loader.sigma.importer import import_sigma
+
+    report = import_sigma(
+        args.sources, args.out, args.force, args.source_url, args.license, args.dedup
+    )
+    print(report.render())
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+    return 1 if report.problems else 0
 
 
 def _create_hive_table(args: argparse.Namespace, settings: Settings) -> int:

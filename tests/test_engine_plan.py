@@ -174,18 +174,38 @@ def test_shared_sub_expressions_are_computed_once_under_their_rules_guards(tmp_p
 
 
 @pytest.mark.parametrize(
-    ("where", "names"),
+    ("where", "names", "folded"),
     [
-        ("eventName = 'A'", ("A",)),
-        ("eventName IN ('A', 'B') AND errorCode IS NULL", ("A", "B")),
-        ("eventName IN ('A', 'B') AND eventName = 'B'", ("B",)),
-        ("(eventName = 'A' AND x = 1) OR eventName = 'C'", ("A", "C")),
-        ("eventName = 'A' OR errorCode = 'X'", None),  # the OR's right side allows any name
-        ("NOT eventName = 'A'", None),
-        ("lower(eventName) = 'a'", None),  # not the column itself
-        ("eventName LIKE 'Put%'", None),
+        ("eventName = 'A'", ("A",), False),
+        ("eventName IN ('A', 'B') AND errorCode IS NULL", ("A", "B"), False),
+        ("eventName IN ('A', 'B') AND eventName = 'B'", ("B",), False),
+        ("(eventName = 'A' AND x = 1) OR eventName = 'C'", ("A", "C"), False),
+        ("eventName = 'A' OR errorCode = 'X'", None, False),  # the OR's right allows any name
+        ("NOT eventName = 'A'", None, False),
+        ("eventName LIKE 'Put%'", None, False),
+        ("upper(eventName) = 'A'", None, False),  # not the column itself
+        # Sigma's case-insensitive equality, as import-sigma writes it
+        ("lower(eventName) = 'a'", ("a",), True),
+        ("lower(eventName) IN ('a', 'b') AND errorCode IS NULL", ("a", "b"), True),
+        ("lower(eventName) IN ('a', 'b') AND eventName = 'B'", ("B",), False),  # the exact one
+        ("lower(eventName) = 'a' OR eventName = 'B'", ("a", "b"), True),
+        ("lower(eventName) = 'a' AND lower(eventName) = 'b'", (), True),  # never
     ],
 )
-def test_the_event_names_a_rule_can_match(tmp_path, where, names):
+def test_the_event_names_a_rule_can_match(tmp_path, where, names, folded):
     rule = _rule(tmp_path, "r", f"{BASE} WHERE {where}".replace("x = 1", "eventVersion = '1'"))
-    assert plan_rules([rule]).rules[0].names == names
+    planned = plan_rules([rule]).rules[0]
+    assert (planned.names, planned.names_folded) == (names, folded)
+
+
+def test_the_prefilter_compares_folded_names_in_lower_case(tmp_path):
+    from loader.engine.sql import _prefilter
+
+    exact = _rule(tmp_path, "exact", f"{BASE} WHERE eventName = 'StopLogging'")
+    folded = _rule(tmp_path, "folded", f"{BASE} WHERE lower(eventName) IN ('deletetrail', 'x')")
+    anywhere = _rule(tmp_path, "anywhere", f"{BASE} WHERE errorCode = 'AccessDenied'")
+    assert _prefilter(plan_rules([exact, folded, anywhere]).rules) == (
+        "eventName IN ('StopLogging')\n"
+        "     OR lower(eventName) IN ('deletetrail', 'x')\n"
+        "     OR (errorCode = 'AccessDenied')"
+    )

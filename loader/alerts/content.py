@@ -123,5 +123,7 @@ def summary_lines(alert: Mapping[str, Any], limit: int = 300) -> list[tuple[str,
         ("Account / region", f"{alert.get('account')} / {alert.get('region')}"),
         ("Source IP", alert.get("source_ip")),
         ("Alert id", alert.get("alert_id")),
+        ("Rule author", details.get("author")),
+        ("Rule source", details.get("source")),
     ]
     return [(label, clean(value, limit)) for label, value in lines if value is not None]

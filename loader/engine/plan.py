@@ -72,6 +72,7 @@ class RulePlan:
     sources: tuple[str, ...] = ()  # fused: the eventSource values it can match (): any
     guard: str | None = None  # fused: cheap SQL true wherever it can match (None: anywhere)
     names: tuple[str, ...] | None = None  # fused: the eventName values it can match (None: any)
+    names_folded: bool = False  # names are lower case, compared with lower(eventName)
 
     @property
     def name(self) -> str:
@@ -388,8 +389,9 @@ def _fused(rule: Rule, tree: Any, lookups: _Lookups) -> tuple[RulePlan, Any, lis
         filter=_sql(condition),
         outputs=tuple((name, _sql(node)) for name, node in outputs),
         lookups=used,
-        sources=tuple(sorted(sources)) if sources is not None else (),
-        names=tuple(sorted(names)) if names is not None else None,
+        sources=tuple(sorted(sources[0])) if sources is not None else (),
+        names=tuple(sorted(names[0])) if names is not None else None,
+        names_folded=names is not None and names[1],
         guard=_guard(condition),
     )
     return plan, condition, [node for _, node in outputs]
@@ -410,7 +412,7 @@ _SAFE = {
 _CHEAP = {
     "Column", "Identifier", "Literal", "Dot", "Paren", "Null", "Boolean", "Tuple",
     "EQ", "NEQ", "GT", "GTE", "LT", "LTE", "In", "Is", "Not", "And", "Or", "Like",
-    "Coalesce", "Nullif",
+    "Coalesce", "Nullif", "Lower",
 }  # fmt: skip
 
 
@@ -432,10 +434,11 @@ def _shareable(node: Any) -> bool:
     )
 
 
-def _values(node: Any, column: str) -> frozenset[str] | None:
-    """The literal values ``column`` must have wherever ``node`` is TRUE, or None when
-    ``node`` does not say (string equality is exact in Spark, so ``eventName = 'X'`` allows
-    only 'X'; an AND narrows, an OR widens)."""
+def _values(node: Any, column: str) -> tuple[frozenset[str], bool] | None:
+    """The literal values ``column`` must have wherever ``node`` is TRUE, and whether they
+    are compared in lower case, or None when ``node`` does not say (string equality is exact in
+    Spark, so ``eventName = 'X'`` allows only 'X', and ``lower(eventName) = 'x'`` only the
+    names whose lower case is 'x': Sigma's rules compare so; an AND narrows, an OR widens)."""
     exp = _exp()
     while isinstance(node, exp.Paren):
         node = node.this
@@ -443,11 +446,21 @@ def _values(node: Any, column: str) -> frozenset[str] | None:
         left, right = _values(node.left, column), _values(node.right, column)
         if left is None or right is None:
             return left if right is None else right
-        return left & right
+        if left[1] == right[1]:
+            return left[0] & right[0], left[1]
+        exact, folded = (left, right) if right[1] else (right, left)
+        return frozenset(n for n in exact[0] if n.lower() in folded[0]), False
     if isinstance(node, exp.Or):
         left, right = _values(node.left, column), _values(node.right, column)
-        return None if left is None or right is None else left | right
+        if left is None or right is None:
+            return None
+        if left[1] == right[1]:
+            return left[0] | right[0], left[1]
+        return frozenset(n.lower() for n in left[0] | right[0]), True
     target = node.this if isinstance(node, exp.EQ | exp.In) else None
+    folded = isinstance(target, exp.Lower)
+    if folded:
+        target = target.this
     if not isinstance(target, exp.Column) or target.table or target.name != column:
         return None
     values = [node.expression] if isinstance(node, exp.EQ) else node.expressions
@@ -455,7 +468,7 @@ def _values(node: Any, column: str) -> frozenset[str] | None:
         isinstance(v, exp.Literal) and v.is_string for v in values
     ):
         return None
-    return frozenset(v.this for v in values)
+    return frozenset(v.this.lower() if folded else v.this for v in values), folded
 
 
 def _costly(node: Any) -> bool:

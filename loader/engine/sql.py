@@ -236,8 +236,11 @@ def _pass_sql(
 def _prefilter(chosen: list[RulePlan]) -> str:
     """True for the events some rule of ``chosen`` can match: the eventNames rules name, one
     hash-set test (most rules name theirs), or the condition of a rule that names none."""
-    names = sorted({name for r in chosen if r.names for name in r.names})
-    tests = [f"eventName IN ({', '.join(sql_string(n) for n in names)})"] if names else []
+    tests = []
+    for folded, subject in ((False, "eventName"), (True, "lower(eventName)")):
+        names = sorted({n for r in chosen if r.names and r.names_folded == folded for n in r.names})
+        if names:
+            tests.append(f"{subject} IN ({', '.join(sql_string(n) for n in names)})")
     tests += [f"({r.filter})" for r in chosen if not r.names]
     return "\n     OR ".join(tests) if tests else "FALSE"
 

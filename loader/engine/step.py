@@ -151,6 +151,9 @@ def alert_records(rule: Rule, candidates: list[Candidate]) -> list[tuple[Any, ..
             body = {"event": event, "events_in_window": in_window, "window_seconds": window}
         else:
             body = event
+        credit = attribution(rule)
+        if credit:  # the event's own columns stay apart from the rule's attribution
+            body = {**(body if "event" in body else {"event": body}), **credit}
         out.append((
             "alert", rule.name, seen.entity, seen.value, seen.event_id, seen.time,
             text(pick(row, *SOURCES["account"])), text(pick(row, *SOURCES["region"])),
@@ -158,6 +161,16 @@ def alert_records(rule: Rule, candidates: list[Candidate]) -> list[tuple[Any, ..
             json.dumps(body, default=str, sort_keys=True), None, None, None, seen.batch,
         ))  # fmt: skip
     return out
+
+
+ATTRIBUTION = ("author", "source", "sigma_id", "license")
+
+
+def attribution(rule: Rule) -> dict[str, str]:
+    """The rule's author, source, Sigma id and licence, as its header gives them: every alert
+    of a rule taken from elsewhere carries them (the Detection Rule License asks that messages
+    based on a Sigma rule's matches keep its author)."""
+    return {key: rule.values[key] for key in ATTRIBUTION if rule.values.get(key)}
 
 
 def state_records(

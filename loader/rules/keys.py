@@ -99,5 +99,9 @@ KEYS: dict[str, Key] = {
         Key("threshold", ("alert",), _positive_int, "alert only when at least this many rows share the entity within `window`"),
         Key("window", ("alert",), _duration, "the time window of `threshold`"),
         Key("tags", KINDS, _tags, "comma-separated labels, e.g. MITRE ATT&CK technique ids", (), ()),
+        Key("author", KINDS, _text, "who wrote the rule; carried into every alert's `details` (a rule from elsewhere keeps its author there, as the Sigma rules' licence asks)"),
+        Key("source", KINDS, _text, "where the rule comes from (a link or path); carried into every alert's `details`"),
+        Key("sigma_id", KINDS, _text, "the Sigma rule's id, for a rule made by `import-sigma`; carried into `details`"),
+        Key("license", KINDS, _text, "the rule's licence, e.g. DRL-1.1 for SigmaHQ's rules; carried into `details`"),
     )
 }  # fmt: skip

@@ -1,0 +1,275 @@
+"""`import-sigma` without a JVM: SigmaHQ's 57 CloudTrail rules converted (or refused with a
+reason), the header each rule file gets, correlations as threshold rules, and the CLI's
+behaviour around the files it writes. What the rules match is tested in test_sigma_spark.py."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from loader.cli import main
+from loader.rules.model import read_rule
+from loader.rules.validate import load_rules
+from tests.conftest import REPO
+from tests.corpus import corpus_dir
+
+if os.environ.get("CI") == "true":  # CI installs the [sigma] extra through [test]
+    import sigma  # noqa: F401
+else:
+    pytest.importorskip("sigma", reason="the [sigma] extra (pySigma) is not installed")
+
+from loader.sigma.importer import import_sigma  # noqa: E402
+
+
+def _sigma_corpus():
+    return corpus_dir("sigma")
+
+
+def _write(folder, name: str, text: str):
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+def test_every_sigmahq_cloudtrail_rule_converts_and_validates_or_says_why(tmp_path):
+    src = _sigma_corpus() / "cloudtrail"
+    report = import_sigma([str(src)], str(tmp_path / "out"))
+    by_file = {os.path.basename(o.path): o for o in report.outcomes}
+    assert len(by_file) == 57 == len(report.outcomes)
+    failed = {name: o.reason for name, o in by_file.items() if o.status == "failed"}
+    assert failed == {"aws_delete_saml_provider.yml": "field 'status' is not in CloudTrail events"}
+    assert [o for o in report.outcomes if o.status == "skipped"] == []
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len(written) == 56 == len(report.written)
+    assert "sigma_aws_cloudtrail_disable_logging.sql" in written
+    assert report.problems == []
+    rules, problems = load_rules([str(tmp_path / "out")])  # as `validate` reads them
+    assert problems == [] and len(rules) == 56
+    text = report.render()
+    assert "56 converted, 0 skipped, 1 failed" in text
+    assert re.search(r"^failed +\S+aws_delete_saml_provider\.yml +field 'status'", text, re.M)
+
+
+def test_the_old_pipe_syntax_is_refused_with_pysigmas_reason(tmp_path):
+    report = import_sigma([str(_sigma_corpus() / "unsupported")], str(tmp_path / "out"))
+    assert len(report.outcomes) == 3
+    for outcome in report.outcomes:
+        assert outcome.status == "failed"
+        assert "pipe syntax in Sigma conditions has been deprecated" in outcome.reason
+    assert report.written == []
+    assert "0 converted, 0 skipped, 3 failed" in report.render()
+
+
+def test_the_header_carries_the_rules_attribution(tmp_path):
+    src = _sigma_corpus() / "cloudtrail"
+    import_sigma(
+        [str(src / "aws_cloudtrail_disable_logging.yml")],
+        str(tmp_path),
+        source_url="https://github.com/SigmaHQ/sigma/blob/master/rules/cloud/aws/cloudtrail/",
+    )
+    rule, problems = read_rule(tmp_path / "sigma_aws_cloudtrail_disable_logging.sql")
+    assert problems == []
+    values = rule.values
+    assert values["kind"] == "alert" and values["entity"] == "principal"
+    assert values["severity"] == "medium"
+    assert values["description"].startswith("AWS CloudTrail Important Change: Detects disabling")
+    assert values["author"] == "vitaliy0x1"
+    assert values["sigma_id"] == "4db60cc0-36fb-42b7-9b58-a5b53019fb74"
+    assert values["license"] == "DRL-1.1"
+    assert values["source"] == (
+        "https://github.com/SigmaHQ/sigma/blob/master/rules/cloud/aws/cloudtrail/"
+        "aws_cloudtrail_disable_logging.yml"
+    )
+    assert values["tags"] == ("T1685.002",)
+    # eventName compared as Sigma does, case-insensitively, in a form the engine prefilters on
+    assert "lower(eventName) IN ('deletetrail', 'stoplogging', 'updatetrail')" in rule.sql
+
+
+SIGMA_HEADER = """
+title: {title}
+id: 0b7e3e58-{n:04d}-4000-8000-000000000000
+status: test
+description: {title}, for a test.
+author: Test Author, Other Author
+license: MIT
+tags:
+    - attack.persistence
+    - attack.t1098.001
+logsource:
+    product: {product}
+    service: {service}
+level: {level}
+"""
+
+
+def _rule(folder, name, detection, *, n=1, level="informational", product="aws",
+          service="cloudtrail", extra=""):  # fmt: skip
+    header = SIGMA_HEADER.format(title=name, n=n, level=level, product=product, service=service)
+    return _write(folder, f"{name}.yml", header + extra + textwrap.dedent(detection))
+
+
+def test_levels_tags_licence_and_logsources(tmp_path):
+    src = tmp_path / "src"
+    detection = """
+    detection:
+        selection:
+            eventName: CreateUser
+        condition: selection
+    """
+    _rule(src, "info_rule", detection, level="informational")
+    _rule(src, "windows_rule", detection, n=2, product="windows", service="security")
+    report = import_sigma([str(src)], str(tmp_path / "out"))
+    status = {o.title: (o.status, o.reason) for o in report.outcomes}
+    assert status["info_rule"] == ("converted", "")
+    assert status["windows_rule"] == (
+        "skipped",
+        "logsource is product windows / service security "
+        "(import-sigma converts product aws / service cloudtrail)",
+    )
+    rule, _ = read_rule(tmp_path / "out" / "sigma_info_rule.sql")
+    assert rule.values["severity"] == "info"
+    assert rule.values["tags"] == ("T1098.001",)
+    assert rule.values["license"] == "MIT"  # the rule's own licence wins over DRL-1.1
+    assert rule.values["author"] == "Test Author, Other Author"
+
+
+def test_an_event_count_correlation_becomes_a_threshold_rule(tmp_path):
+    src = _write(
+        tmp_path / "src",
+        "bursts.yml",
+        """
+        title: Failed console logins
+        id: 1d1e1f00-0000-4000-8000-000000000001
+        name: failed_console_login
+        status: test
+        author: Base Author
+        logsource:
+            product: aws
+            service: cloudtrail
+        detection:
+            selection:
+                eventName: ConsoleLogin
+                errorMessage: Failed authentication
+            condition: selection
+        level: low
+        ---
+        title: Many failed console logins from one address
+        id: 1d1e1f00-0000-4000-8000-000000000002
+        status: test
+        author: Correlation Author
+        correlation:
+            type: event_count
+            rules:
+                - failed_console_login
+            group-by:
+                - sourceIPAddress
+            timespan: 1M
+            condition:
+                gte: 5
+        level: high
+        ---
+        title: Over three
+        id: 1d1e1f00-0000-4000-8000-000000000003
+        status: test
+        author: Correlation Author
+        correlation:
+            type: event_count
+            rules:
+                - failed_console_login
+            timespan: 10m
+            condition:
+                gt: 3
+        level: medium
+        ---
+        title: Distinct users
+        id: 1d1e1f00-0000-4000-8000-000000000004
+        status: test
+        correlation:
+            type: value_count
+            rules:
+                - failed_console_login
+            timespan: 1h
+            condition:
+                gte: 3
+                field: userIdentity.arn
+        level: medium
+        """,
+    ).parent
+    report = import_sigma([str(src)], str(tmp_path / "out"))
+    status = {o.title: (o.status, o.reason, o.name) for o in report.outcomes}
+    assert status["Failed console logins"][:2] == (
+        "skipped", "used by a correlation rule only (it has no 'generate: true')"
+    )  # fmt: skip
+    assert status["Distinct users"][:2] == (
+        "skipped",
+        "a value_count correlation (import-sigma converts event_count, as a threshold rule)",
+    )
+    monthly, _ = read_rule(
+        tmp_path / "out" / f"{status['Many failed console logins from one address'][2]}.sql"
+    )
+    assert monthly.values["threshold"] == 5
+    assert monthly.values["window"] == 2629746  # Sigma's month: 30.44 days
+    assert monthly.values["entity"] == "group_by"
+    assert monthly.values["author"] == "Correlation Author; Base Author"
+    assert "sourceIPAddress AS group_by" in monthly.sql
+    assert "lower(errorMessage) = 'failed authentication'" in monthly.sql
+    over, _ = read_rule(tmp_path / "out" / f"{status['Over three'][2]}.sql")
+    assert over.values["threshold"] == 4 and over.values["window"] == 600  # gt 3: from 4 on
+    assert "entity" not in over.given  # no group-by: all the events count together
+    assert load_rules([str(tmp_path / "out")])[1] == []
+
+
+def test_existing_files_are_kept_unless_forced(tmp_path, capsys):
+    rule = _sigma_corpus() / "cloudtrail" / "aws_enum_buckets.yml"
+    out = tmp_path / "out"
+    assert main(["import-sigma", str(rule), "--out", str(out)]) == 0
+    written = out / "sigma_aws_enum_buckets.sql"
+    written.write_text("edited by hand")
+    assert main(["import-sigma", str(rule), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "already exist(s); --force replaces them (nothing was written)" in err
+    assert written.read_text() == "edited by hand"
+    assert main(["import-sigma", str(rule), "--out", str(out), "--force"]) == 0
+    assert written.read_text().startswith("/*\nname: sigma_aws_enum_buckets\n")
+    assert main(["import-sigma", str(tmp_path / "nowhere"), "--out", str(out)]) == 1
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_without_pysigma_the_command_says_how_to_install_it(tmp_path):
+    code = (
+        "import sys; sys.modules['sigma'] = None; from loader.cli import main; "
+        f"sys.exit(main(['import-sigma', {str(tmp_path)!r}, '--out', {str(tmp_path / 'o')!r}]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "error: import-sigma needs pySigma: pip install 'timely-security-analytics[sigma]' "
+        "(or: pip install 'pySigma>=2.0.1,<3')"
+    ]
+
+
+def test_not_is_null_safe_and_values_are_escaped_for_like(tmp_path):
+    src = tmp_path / "src"
+    _rule(src, "edge", """
+    detection:
+        selection:
+            eventName: 'Put*Policy'
+            userAgent|contains: '100%_sure\\'
+        filter:
+            userIdentity.type: AssumedRole
+        condition: selection and not filter
+    """)  # fmt: skip
+    import_sigma([str(src)], str(tmp_path / "out"))
+    rule, _ = read_rule(tmp_path / "out" / "sigma_edge.sql")
+    assert "lower(eventName) LIKE 'put%policy'" in rule.sql
+    # the value's own % and _ are literal (escaped), its backslash too; SQL-quoted once more
+    assert "lower(userAgent) LIKE '%100\\\\%\\\\_sure\\\\\\\\%'" in rule.sql
+    assert "NOT coalesce(lower(userIdentity.type) = 'assumedrole', false)" in rule.sql
