@@ -51,6 +51,10 @@ def test_every_sigmahq_cloudtrail_rule_converts_and_validates_or_says_why(tmp_pa
     assert report.problems == []
     rules, problems = load_rules([str(tmp_path / "out")])  # as `validate` reads them
     assert problems == [] and len(rules) == 56
+    # as the README runs them: `--rules sql DIR`, the bundled folder standing for its rules
+    together, problems = load_rules([str(REPO / "sql"), str(tmp_path / "out")])
+    assert problems == [] and len(together) == 56 + len(load_rules([str(REPO / "sql")])[0])
+    assert not any("queries" in rule.path for rule in together)
     text = report.render()
     assert "56 converted, 0 skipped, 1 failed" in text
     assert re.search(r"^failed +\S+aws_delete_saml_provider\.yml +field 'status'", text, re.M)
