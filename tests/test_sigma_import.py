@@ -277,3 +277,29 @@ def test_not_is_null_safe_and_values_are_escaped_for_like(tmp_path):
     # the value's own % and _ are literal (escaped), its backslash too; SQL-quoted once more
     assert "lower(userAgent) LIKE '%100\\\\%\\\\_sure\\\\\\\\%'" in rule.sql
     assert "NOT coalesce(lower(userIdentity.type) = 'assumedrole', false)" in rule.sql
+
+
+def test_alerts_of_an_attributed_rule_carry_it_and_messages_show_the_author(tmp_path):
+    import datetime as dt
+    import json
+
+    from loader.alerts.content import summary_lines
+    from loader.engine.step import Observation, alert_records
+
+    rule_file = _sigma_corpus() / "cloudtrail" / "aws_enum_buckets.yml"
+    import_sigma([str(rule_file)], str(tmp_path), source_url="https://example.test/aws/")
+    rule, _ = read_rule(tmp_path / "sigma_aws_enum_buckets.sql")
+    row = {"principal": "arn:aws:iam::1:user/a", "eventName": "ListBuckets", "eventID": "e1"}
+    seen = Observation(
+        "arn:aws:iam::1:user/a", None, dt.datetime(2024, 1, 1), "e1", json.dumps(row)
+    )
+    (record,) = alert_records(rule, [(seen, None, None)])
+    details = json.loads(record[9])
+    assert details["event"] == {**row, "eventTime": "2024-01-01T00:00:00"}
+    assert details["author"] == "Christopher Peacock @securepeacock, SCYTHE @scythe_io"
+    assert details["source"] == "https://example.test/aws/aws_enum_buckets.yml"
+    assert details["license"] == "DRL-1.1" and details["sigma_id"]
+    lines = dict(summary_lines({"rule": rule.name, "details": record[9]}))
+    assert lines["Rule author"] == "Christopher Peacock @securepeacock, SCYTHE @scythe_io"
+    assert lines["Rule source"] == "https://example.test/aws/aws_enum_buckets.yml"
+    assert lines["Current activity"] == "eventName=ListBuckets"  # the event, not the credit
