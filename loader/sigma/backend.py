@@ -196,9 +196,8 @@ class SparkSQLBackend(Backend):
         self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
     ) -> Any:
         field = self._field(cond.field)
-        flags = "".join(sorted(_FLAGS[f] for f in cond.value.flags))
-        regex = (f"(?{flags})" if flags else "") + cond.value.regexp.original
-        return _each(field, lambda x: f"{_as_text(x, field)} RLIKE {sql_string(regex)}")
+        regex = _regex(cond.value)
+        return _each(field, lambda x: f"{_as_text(x, field)} RLIKE {regex}")
 
     def convert_condition_field_eq_val_cidr(
         self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
@@ -253,7 +252,7 @@ class SparkSQLBackend(Backend):
     def convert_condition_field_eq_val_null(
         self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
     ) -> Any:
-        return f"NOT {self._present(self._field(cond.field))}"
+        return self.convert_condition_field_not_exists(cond, state)
 
     def convert_condition_field_exists(
         self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
@@ -285,8 +284,8 @@ class SparkSQLBackend(Backend):
     ) -> Any:
         value = cond.value
         pattern, wild = like_pattern(value, fold=not isinstance(value, SigmaCasedString))
-        if not wild or not pattern.startswith("%"):  # a keyword is found anywhere in the event
-            pattern = "%" + (pattern if wild else _escape_like(pattern)) + "%"
+        pattern = pattern if wild else _escape_like(pattern)
+        pattern = f"%{pattern}%"  # a keyword is found anywhere in the event ("%%" is "%")
         subject = (
             KEYWORD_FIELD if isinstance(value, SigmaCasedString) else f"lower({KEYWORD_FIELD})"
         )
@@ -300,9 +299,7 @@ class SparkSQLBackend(Backend):
     def convert_condition_val_re(
         self, cond: ConditionValueExpression, state: ConversionState
     ) -> Any:
-        flags = "".join(sorted(_FLAGS[f] for f in cond.value.flags))
-        regex = (f"(?{flags})" if flags else "") + cond.value.regexp.original
-        return f"{KEYWORD_FIELD} RLIKE {sql_string(regex)}"
+        return f"{KEYWORD_FIELD} RLIKE {_regex(cond.value)}"
 
     def convert_condition_query_expr(
         self, cond: ConditionValueExpression, state: ConversionState
@@ -372,6 +369,12 @@ def _plain(value: Any) -> str:
     if isinstance(value, SigmaString):
         return like_pattern(value, fold=True)[0]
     return str(value.number if isinstance(value, SigmaNumber) else value)
+
+
+def _regex(value: Any) -> str:
+    """A Sigma regular expression as an SQL literal for RLIKE, its flags inline."""
+    flags = "".join(sorted(_FLAGS[f] for f in value.flags))
+    return sql_string((f"(?{flags})" if flags else "") + value.regexp.original)
 
 
 def _escape_like(text: str) -> str:
