@@ -205,8 +205,48 @@ def test_an_event_count_correlation_becomes_a_threshold_rule(tmp_path):
         level: medium
         """,
     ).parent
+    _write(
+        src,
+        "other_file.yml",
+        """
+        title: Two from one user, counting a rule of another file
+        id: 1d1e1f00-0000-4000-8000-000000000005
+        status: test
+        correlation:
+            type: event_count
+            rules:
+                - failed_console_login
+            group-by:
+                - userIdentity.arn
+                - sourceIPAddress
+            timespan: 1h
+            condition:
+                gte: 2
+        level: medium
+        ---
+        title: Counting nothing
+        id: 1d1e1f00-0000-4000-8000-000000000006
+        status: test
+        correlation:
+            type: event_count
+            rules:
+                - no_such_rule
+            timespan: 1h
+            condition:
+                gte: 2
+        level: medium
+        """,
+    )
     report = import_sigma([str(src)], str(tmp_path / "out"))
     status = {o.title: (o.status, o.reason, o.name) for o in report.outcomes}
+    assert status["Counting nothing"][:2] == (
+        "failed",
+        "Rule 'no_such_rule' not found in rule collection",
+    )
+    pair, _ = read_rule(
+        tmp_path / "out" / f"{status['Two from one user, counting a rule of another file'][2]}.sql"
+    )
+    assert "concat_ws('|', userIdentity.arn, sourceIPAddress) AS group_by" in pair.sql
     assert status["Failed console logins"][:2] == (
         "skipped", "used by a correlation rule only (it has no 'generate: true')"
     )  # fmt: skip
@@ -303,3 +343,48 @@ def test_alerts_of_an_attributed_rule_carry_it_and_messages_show_the_author(tmp_
     assert lines["Rule author"] == "Christopher Peacock @securepeacock, SCYTHE @scythe_io"
     assert lines["Rule source"] == "https://example.test/aws/aws_enum_buckets.yml"
     assert lines["Current activity"] == "eventName=ListBuckets"  # the event, not the credit
+
+
+def test_a_checkout_with_filters_workflows_and_broken_files(tmp_path):
+    checkout = tmp_path / "sigma"
+    rule = (_sigma_corpus() / "cloudtrail" / "aws_cloudtrail_disable_logging.yml").read_text()
+    _write(checkout / "rules" / "cloud" / "aws" / "cloudtrail", "trail.yml", rule)
+    _write(checkout / ".github" / "workflows", "ci.yml", "on: push\njobs:\n  test: {}\n")
+    _write(checkout / "rules" / "cloud" / "aws", "broken.yml", "title: [unclosed\n")
+    _write(
+        checkout / "filters",
+        "trail_admin.yml",
+        """
+        title: The trail admin may change trails
+        id: 9f9f9f9f-0000-4000-8000-000000000001
+        logsource:
+            product: aws
+            service: cloudtrail
+        filter:
+            rules:
+                - 4db60cc0-36fb-42b7-9b58-a5b53019fb74
+            selection:
+                userIdentity.arn: 'arn:aws:iam::111122223333:role/trail-admin'
+            condition: not selection
+        """,
+    )
+    report = import_sigma([str(checkout)], str(tmp_path / "out"))
+    by_file = {os.path.basename(o.path): (o.status, o.reason) for o in report.outcomes}
+    assert by_file["ci.yml"] == (
+        "skipped",
+        "not a Sigma rule (no detection, correlation or filter)",
+    )
+    assert by_file["trail_admin.yml"] == (
+        "skipped",
+        "a Sigma filter: applied to the rules it names, not a rule itself",
+    )
+    assert by_file["broken.yml"] == (
+        "failed",
+        "not valid YAML at line 2, column 1: expected ',' or ']', but got '<stream end>'",
+    )
+    assert by_file["trail.yml"] == ("converted", "")
+    rule_file, problems = read_rule(tmp_path / "out" / "sigma_trail.sql")
+    assert problems == []
+    # the filter is part of the rule: the trail admin's changes do not alert
+    admin = "lower(userIdentity.arn) = 'arn:aws:iam::111122223333:role/trail-admin'"
+    assert f"NOT coalesce({admin}, false)" in rule_file.sql

@@ -92,8 +92,20 @@ def convert_sources(sources: list[str], options: Options) -> list[Outcome]:
         source = options.source_url.rstrip("/") + "/" + relative if options.source_url else shown
         try:
             text = path.read_text(encoding="utf-8")
+            problem = _yaml_problem(text)
+            if problem:
+                outcomes.append(Outcome(shown, "", "failed", problem))
+                continue
+            if not _looks_like_sigma(text):  # a checkout's workflows, configs, test data
+                outcomes.append(Outcome(shown, "", "skipped", "not a Sigma rule (no detection, "
+                                        "correlation or filter)"))  # fmt: skip
+                continue
             collection = SigmaCollection.from_yaml(
-                text, collect_errors=True, source=SigmaRuleLocation(path)
+                text,
+                collect_errors=True,
+                source=SigmaRuleLocation(path),
+                collect_filters=True,  # applied below, to the rules of every file
+                resolve_references=False,  # a correlation may name a rule of another file
             )
         except (OSError, UnicodeDecodeError) as exc:
             outcomes.append(Outcome(shown, "", "failed", f"cannot read the file: {exc}"))
@@ -101,21 +113,51 @@ def convert_sources(sources: list[str], options: Options) -> list[Outcome]:
         except SigmaError as exc:
             outcomes.append(Outcome(shown, "", "failed", _reason(exc)))
             continue
-        loaded.append(_Loaded(path, shown, source, list(collection.rules)))
-    every = SigmaCollection([rule for item in loaded for rule in item.rules])
-    try:
-        every.resolve_rule_references()
-    except SigmaError as exc:  # a correlation naming a rule that is not there
-        outcomes.append(Outcome(", ".join(i.shown for i in loaded), "", "failed", _reason(exc)))
-        return outcomes
+        rules = [*collection.rules, *collection.filters]
+        loaded.append(_Loaded(path, shown, source, rules))
+    every = SigmaCollection(
+        [rule for item in loaded for rule in item.rules], resolve_references=False
+    )  # the filters are applied to the rules they name, in place
+    unresolved: dict[int, str] = {}
+    for rule in every.rules:
+        if isinstance(rule, SigmaCorrelationRule):
+            try:
+                rule.resolve_rule_references(every)
+            except SigmaError as exc:  # a rule it names is not among those imported
+                unresolved[id(rule)] = _reason(exc)
     backend = SparkSQLBackend(cloudtrail_pipeline())
     for item in loaded:
         if not item.rules:
             outcomes.append(Outcome(item.shown, "", "skipped", "no Sigma rule in the file"))
         names = _names(item)
         for rule, name in zip(item.rules, names, strict=True):
-            outcomes.append(_convert(rule, name, item, backend, options))
+            if id(rule) in unresolved:
+                title = str(rule.title or "")
+                outcomes.append(Outcome(item.shown, title, "failed", unresolved[id(rule)]))
+            else:
+                outcomes.append(_convert(rule, name, item, backend, options))
     return outcomes
+
+
+def _yaml_problem(text: str) -> str | None:
+    """What makes ``text`` invalid YAML, with where, or None."""
+    import yaml
+
+    try:
+        list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        return f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}"
+    return None
+
+
+def _looks_like_sigma(text: str) -> bool:
+    """Whether any YAML document of ``text`` is a Sigma rule, correlation or filter."""
+    import yaml
+
+    keys = {"detection", "correlation", "filter"}
+    return any(isinstance(d, dict) and keys & set(d) for d in yaml.safe_load_all(text))
 
 
 def _names(item: _Loaded) -> list[str]:
@@ -147,9 +189,9 @@ def _convert(
                 return outcome
             condition = backend.condition_of(rule)
             text = _rule_file(rule, name, item, options, condition, PRINCIPAL, "principal")
-        else:
+        else:  # a Sigma filter: pySigma has applied it to the rules it names
             outcome.status = "skipped"
-            outcome.reason = f"a Sigma {type(rule).__name__} is not a rule import-sigma converts"
+            outcome.reason = "a Sigma filter: applied to the rules it names, not a rule itself"
             return outcome
     except _Skip as exc:
         outcome.status, outcome.reason = "skipped", str(exc)
