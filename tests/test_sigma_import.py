@@ -388,3 +388,29 @@ def test_a_checkout_with_filters_workflows_and_broken_files(tmp_path):
     # the filter is part of the rule: the trail admin's changes do not alert
     admin = "lower(userIdentity.arn) = 'arn:aws:iam::111122223333:role/trail-admin'"
     assert f"NOT coalesce({admin}, false)" in rule_file.sql
+
+
+@pytest.mark.parametrize(
+    ("regex", "literal"),
+    [
+        (".+:assumed-role/aws:.+", ":assumed-role/aws:"),  # SigmaHQ's IMDS rule
+        ("^aws-cli/2\\.", "aws-cli/2."),
+        ("ab*cde", "cde"),  # b* may be absent: 'a' and 'cde' are apart
+        ("te?st1234", "st1234"),
+        ("abc+def", "abc"),  # 'abc' and 'def' are both there, maybe apart
+        ("x\\dabc", "abc"),  # \d is a class, not the letter d
+        ("(?i)abcdef", None),  # a group: not guessed about
+        ("one|two2", None),
+        ("[a-z]+secret", None),
+        ("^s3", None),  # too short to be worth a test
+    ],
+)
+def test_the_text_every_match_of_a_regex_contains(regex, literal):
+    from loader.sigma.backend import required_literal
+
+    assert required_literal(regex) == literal
+    if literal is not None:  # and it is so: a few matches by Python's engine, alike here
+        for text in ("x:assumed-role/aws:y", "aws-cli/2.1", "acde", "tst1234", "abccdef",
+                     "x1abc"):  # fmt: skip
+            if re.search(regex, text):
+                assert literal in text
