@@ -162,3 +162,30 @@ def test_fixed_file_leaves_quarantine_on_next_run(spark, tmp_path):
     assert second.files_new == 1 and second.events_new == 2 and second.quarantined_new == []
     assert spark.table("refixed.cloudtrail_quarantine").count() == 0
     assert spark.table("refixed.cloudtrail").count() == 3
+
+
+def test_hostile_files_are_loaded_or_quarantined_and_never_stop_the_load(spark, tmp_path):
+    folder = day_dir(tmp_path, "2024-05-01")
+    write_log(folder, "good", [event(1), event(2)])
+    deep = b'{"Records": [' + b"[" * 5000 + b"]" * 5000 + b"]}"
+    (folder / f"{ACCOUNT}_CloudTrail_us-east-1_deep.json.gz").write_bytes(gzip.compress(deep))
+    plain = json.dumps({"Records": [event(3)]}).encode()  # not gzipped, named .gz
+    (folder / f"{ACCOUNT}_CloudTrail_us-east-1_plain.json.gz").write_bytes(plain)
+    junk = [1, "x", None, event(4), []]
+    write_log(folder, "junk", junk)
+
+    report = create_cloudtrail_tables(spark, str(tmp_path), "hostile")
+
+    rows = spark.table("hostile.cloudtrail").select("eventID", "source_file").collect()
+    # an independent count: the objects of the files Python's json module reads as CloudTrail
+    assert sorted(r.eventID for r in rows) == ["id-1", "id-2", "id-4"]  # no row of NULLs
+    reasons = {Path(p).name.split("_")[-1]: r for p, r in report.quarantined_new}
+    assert reasons["deep.json.gz"].startswith("JSON nested too deeply")
+    assert reasons["plain.json.gz"].startswith("named .gz but not gzip-compressed")
+    assert reasons["junk.json.gz"] == (
+        "its 1 event(s) loaded; left out 4 of 5 elements, not event objects: Records[0] "
+        "(a number), Records[1] (a string), Records[2] (null), Records[4] (an array)"
+    )
+    assert report.events_new == 3
+    quarantine = spark.table("hostile.cloudtrail_quarantine").collect()
+    assert {Path(r["path"]).name.split("_")[-1] for r in quarantine} == set(reasons)

@@ -105,7 +105,10 @@ def _events_from(
         "SELECT account, region, dt, source_file, raw_json, "
         f"from_json(raw_json, {sql_string(json_schema(tuple(fields)))}) AS e "
         f"FROM (SELECT account, region, dt, {file_path} AS source_file, Records "
-        f"FROM {relation}) LATERAL VIEW explode(Records) r AS raw_json"
+        f"FROM {relation}) LATERAL VIEW explode(Records) r AS raw_json "
+        # an element of Records that is not an object is no event (its file is listed in the
+        # quarantine with the element): no row of NULLs for it
+        "WHERE startswith(raw_json, '{')"
     )
 
 
@@ -157,9 +160,9 @@ def quarantine_view(db: str) -> ViewDef:
         "SELECT path, kind, account, region, dt, size, modified, reason, checked_at FROM ("
         "SELECT *, row_number() OVER (PARTITION BY path ORDER BY checked_at DESC) AS version "
         f"FROM {check_identifier(db)}.{FILES_TABLE}) "
-        "WHERE version = 1 AND status = 'quarantined'"
+        "WHERE version = 1 AND status IN ('quarantined', 'partial')"
     )
-    comment = "Log files that could not be loaded, with the reason"
+    comment = "Log files that could not be loaded, or loaded in part, with the reason"
     return ViewDef(db, QUARANTINE_VIEW, comment, query)
 
 

@@ -19,7 +19,7 @@ from loader.sources.layout import LayoutMismatch, ListedFile, Placement, place
 from loader.sources.listing import list_files, normalize_source
 from loader.tables import cloudtrail_ddl as ddl
 from loader.tables.catalog import partition_locations, run_statements, view_query
-from loader.tables.filecheck import QUARANTINED, SKIPPED, check_path
+from loader.tables.filecheck import PARTIAL, QUARANTINED, SKIPPED, check_path
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -243,4 +243,6 @@ def _check_new_files(
     report.events_new = sum(r.events for r in results)
     report.insight_events_new = sum(r.insight_events for r in results)
     report.digests_new = sum(1 for r in results if r.kind == "digest")
-    report.quarantined_new = sorted((r.path, r.reason) for r in results if r.status == QUARANTINED)
+    report.quarantined_new = sorted(
+        (r.path, r.reason) for r in results if r.status in (QUARANTINED, PARTIAL)
+    )

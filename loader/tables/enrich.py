@@ -144,7 +144,9 @@ def _events_to_scan(
     """The events of partitions with files checked after ``through`` (all on a first run),
     a description, and the new high-water mark (None when there is nothing new)."""
     events = spark.table(f"{db}.{ct.EVENTS_VIEW}")
-    files = spark.table(f"{db}.{ct.FILES_TABLE}").where("status = 'loaded' AND kind = 'cloudtrail'")
+    files = spark.table(f"{db}.{ct.FILES_TABLE}").where(
+        "status IN ('loaded', 'partial') AND kind = 'cloudtrail'"
+    )
     if through:  # microseconds since 1970: no time zone can shift the mark
         files = files.where(f"unix_micros(checked_at) > {int(through)}")
     stats = files.selectExpr("max(unix_micros(checked_at)) AS newest", "count(*) AS files").first()

@@ -13,8 +13,10 @@ import zlib
 from dataclasses import dataclass
 
 LOADED = "loaded"
+PARTIAL = "partial"  # its events load; some elements of its Records are not events
 QUARANTINED = "quarantined"
 SKIPPED = "skipped"
+SHOWN_ELEMENTS = 10  # bad elements named in a reason; the others counted
 
 INSIGHT_EVENT_TYPE = "AwsCloudTrailInsight"
 DIGEST_KEYS = ("digestStartTime", "digestEndTime", "digestS3Object", "logFiles")
@@ -30,8 +32,13 @@ class FileCheck:
     reason: str | None = None
 
 
-def check_bytes(data: bytes) -> FileCheck:
-    """Classify the content of one CloudTrail log file (gzip or plain JSON)."""
+def check_bytes(data: bytes, name: str = "") -> FileCheck:
+    """Classify the content of one CloudTrail log file (gzip or plain JSON); ``name``, the
+    file's name or path, says how Spark will read it."""
+    if name.endswith(".gz") and data[:2] != b"\x1f\x8b":
+        # Spark picks the codec by the name: gzip would fail on it and the table would drop it
+        return _bad("named .gz but not gzip-compressed (Spark cannot read it so): gzip it, or "
+                    "name it .json")  # fmt: skip
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
@@ -47,6 +54,8 @@ def check_bytes(data: bytes) -> FileCheck:
         return _bad("empty file")
     try:
         document = json.loads(text)
+    except RecursionError:
+        return _bad("JSON nested too deeply to be a CloudTrail log file (thousands of levels)")
     except json.JSONDecodeError as exc:
         hint = ""
         if exc.msg == "Extra data":
@@ -69,11 +78,26 @@ def check_document(document: object) -> FileCheck:
     records = document["Records"]
     if not isinstance(records, list):
         return _bad(f"'Records' is a JSON {type(records).__name__}, not an array")
-    for index, record in enumerate(records):
-        if not isinstance(record, dict):
-            return _bad(f"Records[{index}] is a JSON {type(record).__name__}, not an event object")
-    insights = sum(1 for r in records if r.get("eventType") == INSIGHT_EVENT_TYPE)
-    return FileCheck(LOADED, events=len(records) - insights, insight_events=insights)
+    events = [r for r in records if isinstance(r, dict)]
+    insights = sum(1 for r in events if r.get("eventType") == INSIGHT_EVENT_TYPE)
+    counts = {"events": len(events) - insights, "insight_events": insights}
+    junk = [(i, r) for i, r in enumerate(records) if not isinstance(r, dict)]
+    if not junk:
+        return FileCheck(LOADED, **counts)
+    named = ", ".join(f"Records[{i}] ({_json_kind(r)})" for i, r in junk[:SHOWN_ELEMENTS])
+    more = f" and {len(junk) - SHOWN_ELEMENTS} more" if len(junk) > SHOWN_ELEMENTS else ""
+    reason = f"left out {len(junk)} of {len(records)} elements, not event objects: {named}{more}"
+    if not events:
+        return _bad(reason)
+    return FileCheck(PARTIAL, reason=f"its {len(events)} event(s) loaded; {reason}", **counts)
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    kinds = {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+             list: "an array"}  # fmt: skip
+    return kinds.get(type(value), type(value).__name__)
 
 
 def _bad(reason: str) -> FileCheck:
@@ -98,4 +122,4 @@ def check_path(path: str) -> FileCheck:
         return _bad(f"cannot read: {exc.strerror or exc}")
     except Exception as exc:  # noqa: BLE001 - S3 and other readers: report, never crash the job
         return _bad(f"cannot read: {exc}")
-    return check_bytes(data)
+    return check_bytes(data, path)
