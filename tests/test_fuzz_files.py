@@ -155,3 +155,62 @@ def test_create_hive_table_loads_or_quarantines_every_hostile_file(spark, tmp_pa
     assert {Path(r.source_file).name: r["count"] for r in direct} == expected
     quarantined = {Path(p).name for p, _ in report.quarantined_new}
     assert quarantined - readable == {p.name for p in folder.iterdir()} - readable
+
+
+# --- S3 server access log lines -----------------------------------------------------------------
+
+
+def hostile_access_lines() -> list[str]:
+    """Real access log lines (three format generations) with one mutation each."""
+    from tests.corpus import corpus_dir
+
+    real = [
+        line
+        for path in sorted(corpus_dir("s3-access-logs").glob("*.log"))
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
+    rng = random.Random(SEED)
+    lines = list(real)  # every real line as it is, then mutated copies
+    for _ in range(VARIANTS):
+        line = rng.choice(real)
+        kind = rng.choice(["cut", "drop_field", "quote", "bracket", "huge", "junk", "tab"])
+        fields = line.split(" ")
+        if kind == "cut":
+            line = line[: rng.randrange(1, len(line))]
+        elif kind == "drop_field":
+            del fields[rng.randrange(len(fields))]
+            line = " ".join(fields)
+        elif kind == "quote":
+            at = rng.randrange(len(line))
+            line = line[:at] + '"' + line[at:]
+        elif kind == "bracket":
+            line = line.replace("[", "", 1)
+        elif kind == "huge":
+            fields[rng.randrange(len(fields))] = "x" * 200_000
+            line = " ".join(fields)
+        elif kind == "junk":
+            line = "".join(chr(rng.randrange(32, 0x2FFF)) for _ in range(rng.randrange(1, 200)))
+        else:
+            line = line.replace(" ", "\t", 1)
+        if line.strip():
+            lines.append(line)
+    return lines
+
+
+@pytest.mark.spark
+def test_every_hostile_access_log_line_is_typed_or_listed_as_unparsed(spark, tmp_path):
+    from loader.tables.create_s3_access import create_s3_access_tables
+    from loader.tables.s3_access_ddl import parse_line
+
+    lines = hostile_access_lines()
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    (folder / "2024-05-01-10-00-00-0A1B2C3D4E5F6A7B").write_text("\n".join(lines) + "\n")
+    create_s3_access_tables(spark, str(folder), "fuzz_s3")
+    typed = spark.table("fuzz_s3.s3_access_logs").count()
+    unparsed = spark.table("fuzz_s3.s3_access_logs_unparsed").collect()
+    assert typed + len(unparsed) == len(lines)  # every line is somewhere
+    assert typed == sum(1 for line in lines if parse_line(line) is not None)
+    assert all(row.reason and row.file for row in unparsed)
+    assert typed > len(lines) // 3 and unparsed  # both kinds in the mix
