@@ -249,12 +249,14 @@ def columns_used(rules: Iterable[Rule]) -> set[str] | None:
 
 
 def rule_files(paths: Iterable[str]) -> list[Path]:
-    """The .sql files named, or found under the folders named, in a stable order. The bundled
-    `sql` folder stands for its rules (`alerts/`, `profiles/`), not its sample queries."""
+    """The .sql files named, or found under the folders named, in a stable order. A folder laid
+    out as `sql/` is (`alerts/`, `profiles/` beside other SQL) stands for its rules alone, not
+    its sample queries."""
     found: list[Path] = []
     for path in map(Path, paths):
-        if path.is_dir() and path.resolve() == SQL:
-            found += [f for folder in BUNDLED for f in sorted(folder.rglob("*.sql"))]
+        packs = [path / b.name for b in BUNDLED if (path / b.name).is_dir()]
+        if path.is_dir() and packs:
+            found += [f for folder in packs for f in sorted(folder.rglob("*.sql"))]
         elif path.is_dir():
             found += sorted(path.rglob("*.sql"))
         elif path.exists() or path.suffix == ".sql":
