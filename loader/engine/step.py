@@ -67,7 +67,10 @@ class Observation:
 def pick(row: dict[str, Any], *names: str | None) -> Any:
     """The first non-NULL of the named columns of a result row, names matched
     case-insensitively as Spark resolves them."""
-    lowered = {key.lower(): value for key, value in row.items()}
+    return _first({key.lower(): value for key, value in row.items()}, names)
+
+
+def _first(lowered: dict[str, Any], names: Sequence[str | None]) -> Any:
     return next(
         (lowered[n.lower()] for n in names if n and lowered.get(n.lower()) is not None), None
     )
@@ -136,6 +139,7 @@ def alert_records(rule: Rule, candidates: list[Candidate]) -> list[tuple[Any, ..
     out = []
     for seen, details, in_window in candidates:
         row = seen.fields()
+        lowered = {key.lower(): value for key, value in row.items()}  # one lookup table a row
         event = {k: v for k, v in row.items() if k != "eventTime"}
         event["eventTime"] = seen.time.isoformat()
         body: dict[str, Any]
@@ -156,8 +160,8 @@ def alert_records(rule: Rule, candidates: list[Candidate]) -> list[tuple[Any, ..
             body = {**(body if "event" in body else {"event": body}), **credit}
         out.append((
             "alert", rule.name, seen.entity, seen.value, seen.event_id, seen.time,
-            text(pick(row, *SOURCES["account"])), text(pick(row, *SOURCES["region"])),
-            text(pick(row, *SOURCES["source_ip"])),
+            text(_first(lowered, SOURCES["account"])), text(_first(lowered, SOURCES["region"])),
+            text(_first(lowered, SOURCES["source_ip"])),
             json.dumps(body, default=str, sort_keys=True), None, None, None, seen.batch,
         ))  # fmt: skip
     return out
@@ -222,16 +226,26 @@ def observations_of(frame: pd.DataFrame) -> list[Observation]:
     # the row breaks ties: events of one time without an id (real logs have some) keep one order
     frame = frame.sort_values(["eventTime", "eventID", "row"], kind="stable", na_position="first")
     out = []
-    columns = ("entity", "value", "eventTime", "eventID", "row", "start", "last", "count", "batch")
-    for entity, value, time, event_id, row, start, last, count, batch in zip(
-        *(frame[c] for c in columns), strict=True
+    columns = ("entity", "value", "eventID", "row", "count", "batch")
+    times = [_times(frame[c]) for c in ("eventTime", "start", "last")]
+    for (entity, value, event_id, row, count, batch), time, start, last in zip(
+        zip(*(frame[c] for c in columns), strict=True), *times, strict=True
     ):
         out.append(Observation(
-            _none(entity), _none(value), _timestamp(time), event_id, _none(row),
-            _timestamp(start), _timestamp(last),
+            _none(entity), _none(value), time, event_id, _none(row), start, last,
             1 if count is None or count != count else int(count), int(batch),
         ))  # fmt: skip
     return out
+
+
+def _times(column: pd.Series) -> list[dt.datetime | None]:
+    """A column's timestamps as datetimes (None for NULL), converted as one array: one
+    conversion per value took a quarter of the step for a rule with many alerts."""
+    import pandas as pd
+
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return [None if v is None or v != v else v for v in column.array.to_pydatetime()]
+    return [_timestamp(v) for v in column]
 
 
 def _none(value: Any) -> Any:
