@@ -283,13 +283,14 @@ class SparkSQLBackend(Backend):
             return f"coalesce(exists({field.values}, x -> x IS NOT NULL), false)"
         return f"({field.scalar} IS NOT NULL)"
 
-    def convert_condition_field_eq_query_expr(
-        self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
-    ) -> Any:
+    def _no_query_expression(self, cond: Any, state: ConversionState) -> Any:
         raise SigmaFeatureNotSupportedByBackendError(
             "query expressions (placeholders left to the backend) are not supported",
             source=cond.source,
         )
+
+    convert_condition_field_eq_query_expr = _no_query_expression
+    convert_condition_query_expr = _no_query_expression
 
     # --- keywords: values without a field ---------------------------------------------------
 
@@ -314,14 +315,6 @@ class SparkSQLBackend(Backend):
         self, cond: ConditionValueExpression, state: ConversionState
     ) -> Any:
         return f"{KEYWORD_FIELD} RLIKE {_regex(cond.value)}"
-
-    def convert_condition_query_expr(
-        self, cond: ConditionValueExpression, state: ConversionState
-    ) -> Any:
-        raise SigmaFeatureNotSupportedByBackendError(
-            "query expressions (placeholders left to the backend) are not supported",
-            source=cond.source,
-        )
 
     # --- whole rules -------------------------------------------------------------------------
 
