@@ -141,6 +141,10 @@ def test_levels_tags_licence_and_logsources(tmp_path):
     assert rule.values["tags"] == ("T1098.001",)
     assert rule.values["license"] == "MIT"  # the rule's own licence wins over DRL-1.1
     assert rule.values["author"] == "Test Author, Other Author"
+    assert "dedup" not in rule.given  # Sigma has none: every matching event alerts
+    import_sigma([str(src)], str(tmp_path / "deduped"), dedup="1 hour")
+    deduped, problems = read_rule(tmp_path / "deduped" / "sigma_info_rule.sql")
+    assert problems == [] and deduped.values["dedup"] == 3600
 
 
 def test_an_event_count_correlation_becomes_a_threshold_rule(tmp_path):
