@@ -221,10 +221,7 @@ class SparkSQLBackend(Backend):
         if isinstance(network, ipaddress.IPv4Network):
             return _each(field, lambda x: _ipv4_in(_as_text(x, field), network))
         prefixes = cond.value.expand(wildcard="*")  # IPv6: prefixes of the written form
-        tests = []
-        for prefix in prefixes:
-            text = prefix.lower().replace("%", "\\%").replace("_", "\\_").replace("*", "%")
-            tests.append(text)
+        tests = [_escape_like(prefix.lower()).replace("*", "%") for prefix in prefixes]
         return _each(
             field,
             lambda x: "(" + " OR ".join(f"lower({_as_text(x, field)}) LIKE {sql_string(t)}"

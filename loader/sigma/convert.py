@@ -262,8 +262,9 @@ def _correlation(
         entity = "group_by"
         entity_sql = scalars[0] if len(scalars) == 1 else f"concat_ws('|', {', '.join(scalars)})"
     extra = {"threshold": str(threshold), "window": f"{int(rule.timespan.seconds)} seconds"}
-    rule.author = "; ".join(authors) or None  # the alerts come from the base rules' matches too
-    return _rule_file(rule, name, item, options, condition, entity_sql, entity, extra)
+    # the alerts come from the base rules' matches too: their authors are credited with it
+    return _rule_file(rule, name, item, options, condition, entity_sql, entity, extra,
+                      author="; ".join(authors))  # fmt: skip
 
 
 def _scalar(field: Any) -> str:
@@ -275,7 +276,7 @@ def _scalar(field: Any) -> str:
 
 def _rule_file(
     rule: Any, name: str, item: _Loaded, options: Options, condition: str, entity_sql: str,
-    entity: str | None, extra: dict[str, str] | None = None,
+    entity: str | None, extra: dict[str, str] | None = None, author: str | None = None,
 ) -> str:  # fmt: skip
     header = {
         "name": name,
@@ -291,7 +292,7 @@ def _rule_file(
     tags = [m.group(1).upper() for t in rule.tags or [] if (m := _TECHNIQUE.match(str(t)))]
     if tags:
         header["tags"] = ", ".join(dict.fromkeys(tags))
-    header["author"] = _one_line(rule.author or "unknown")
+    header["author"] = _one_line(author or rule.author or "unknown")
     header["source"] = _one_line(item.source)
     if rule.id:
         header["sigma_id"] = str(rule.id)

@@ -69,7 +69,7 @@ def canonical(name: str) -> str:
     head, _, rest = name.partition(".")
     columns = event_columns()
     found = columns.get(head.lower())
-    if found is None or head.lower() in {c.lower() for c in _INTERNAL}:
+    if found is None or head.lower() in _INTERNAL:
         known = [spelling for spelling, _ in columns.values() if spelling not in _INTERNAL]
         hint = difflib.get_close_matches(head, known, n=1, cutoff=0.7)
         suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
