@@ -6,10 +6,14 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from loader import __version__
 from loader.config import Settings, resolve
 from loader.errors import ConfigError, TsaError
+
+if TYPE_CHECKING:
+    from loader.coverage.gaps import GapSettings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -60,6 +64,38 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
         help="stop when a rule fails at runtime (default: report it with its file, leave it "
         "out and go on with the other rules)",
     )
+
+
+def _coverage_options(parser: argparse.ArgumentParser, switch: bool = True) -> None:
+    group = parser.add_argument_group("Log delivery gaps (rule log_delivery_gap)")
+    if switch:
+        group.add_argument(
+            "--no-coverage",
+            action="store_true",
+            help="do not judge log delivery gaps (default: alert on them, kind coverage)",
+        )
+    group.add_argument(
+        "--min-gap",
+        default="1h",
+        metavar="DURATION",
+        help="a silence shorter than this is never a gap (1h)",
+    )
+    group.add_argument(
+        "--gap-factor",
+        default=3.0,
+        type=float,
+        metavar="N",
+        help="a gap is longer than N times the series' usual interval (its p99) (3)",
+    )
+
+
+def _gap_settings(args: argparse.Namespace) -> GapSettings:
+    from loader.coverage.gaps import GapSettings
+    from loader.durations import parse_duration
+
+    if args.gap_factor <= 0:
+        raise ConfigError(f"--gap-factor {args.gap_factor}: expected a number above 0")
+    return GapSettings(min_gap=parse_duration(args.min_gap, "--min-gap"), factor=args.gap_factor)
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
@@ -133,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, help="random seed (7)")
     sample.add_argument("--events-per-file", type=int, help="events per log file at most (2500)")
     sample.add_argument("--end-date", help="last day, YYYY-MM-DD (default: 2024-03-31)")
+    sample.add_argument(
+        "--file-minutes",
+        type=int,
+        help="cut files as CloudTrail delivers them: one per region per N minutes with events, "
+        "named with the time it was written (default 0: files of --events-per-file)",
+    )
     _common_options(sample)
     sample.set_defaults(handler=_generate_sample)
 
@@ -209,10 +251,34 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--output", metavar="FILE", help="also write the alerts as JSON lines")
     detect.add_argument("--database", help="database of security.alerts (security)")
     _engine_options(detect)
+    _coverage_options(detect)
     _enrichment_options(detect)
     _common_options(detect)
     _spark_options(detect)
     detect.set_defaults(handler=_detect)
+
+    cover = commands.add_parser(
+        "coverage",
+        help="log delivery per account and region, its gaps and trail stops (exit 3: gaps)",
+        description="From the log files create-hive-table and run recorded (DATABASE."
+        "log_deliveries): each account/region with its span, files, events and median "
+        "delivery delay; every gap in delivery with its start, end and reason; and the trail "
+        "stops (StopLogging, DeleteTrail) and changes the events report. Exit code 0, or 3 "
+        "when there is a gap or a stop (for cron).",
+    )
+    cover.add_argument("--since", help="only deliveries from this time on, e.g. 2024-03-01")
+    cover.add_argument("--until", help="only deliveries before this time")
+    cover.add_argument(
+        "--now",
+        help="judge open gaps at this time: 'now' for the clock (then a source that stopped "
+        "delivering altogether is a gap too), or a time (default: the newest delivery seen)",
+    )
+    cover.add_argument("--table", help="events read for trail stops (default: DATABASE.cloudtrail)")
+    cover.add_argument("--database", help="database of the tables (security)")
+    _coverage_options(cover, switch=False)
+    _common_options(cover)
+    _spark_options(cover)
+    cover.set_defaults(handler=_coverage)
 
     run = commands.add_parser(
         "run",
@@ -267,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--database", help="database of security.alerts (security)")
     _engine_options(run)
+    _coverage_options(run)
     _enrichment_options(run)
     _common_options(run)
     _spark_options(run)
@@ -481,6 +548,7 @@ def _generate_sample(args: argparse.Namespace, settings: Settings) -> int:
         seed=settings.seed,
         events_per_file=settings.events_per_file,
         end_date=settings.end_date,
+        file_minutes=settings.file_minutes,
     )
     try:
         summary = write_sample(settings.out, spec)
@@ -545,11 +613,66 @@ def _detect(args: argparse.Namespace, settings: Settings) -> int:
     report = detect(
         spark, rules, events, settings.database, args.output,
         fuse=not args.no_fuse, enrichment=enrichment, strict=args.strict,
+        coverage=_detect_coverage(spark, args, settings),
     )  # fmt: skip
     print(report.render())
     if deliverer is not None:
         deliver_until_done(spark, settings.database, deliverer, wait=0.0)
     return 1 if report.failed else 0
+
+
+def _coverage(args: argparse.Namespace, settings: Settings) -> int:
+    import datetime as dt
+
+    from loader.coverage.report import coverage
+    from loader.session import build_session
+
+    gaps = _gap_settings(args)
+    now = None
+    if args.now == "now":
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+    elif args.now:
+        try:
+            now = dt.datetime.fromisoformat(args.now.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ConfigError(f"--now {args.now!r}: expected 'now' or a time such as "
+                              "2024-03-31T12:00") from exc  # fmt: skip
+        if now.tzinfo is not None:
+            now = now.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    spark = build_session(settings, "tsa coverage")
+    report = coverage(spark, settings.database, gaps, args.since, args.until, now, args.table)
+    print(report.render())
+    return report.exit_code
+
+
+def _detect_coverage(spark, args: argparse.Namespace, settings: Settings):  # type: ignore[no-untyped-def]
+    """The gap alerts `detect` adds, as a function of the batch id; None when off or when
+    there is nothing to judge (said in one line)."""
+    from loader.coverage.alerts import alerted_before, gap_alerts
+    from loader.coverage.deliveries import (
+        DELIVERIES_TABLE, coverage_where, deliveries_relation, judge_relation, listing_relation,
+        table_exists,
+    )  # fmt: skip
+
+    if args.no_coverage:
+        return None
+    gaps = _gap_settings(args)
+    if args.source:
+        relation = listing_relation(spark, args.source)
+    elif table_exists(spark, settings.database, DELIVERIES_TABLE):
+        relation = deliveries_relation(settings.database)
+    else:
+        print(f"coverage: no {settings.database}.{DELIVERIES_TABLE} (create-hive-table records "
+              "the files it loads); delivery gaps not judged")  # fmt: skip
+        return None
+    where = coverage_where(args.since, args.until)
+
+    def alerts(batch_id: int):  # type: ignore[no-untyped-def]
+        judgement = judge_relation(spark, relation, gaps, None, where)
+        earlier = alerted_before(spark, settings.database)
+        return gap_alerts(spark, judgement.gaps, gaps, batch_id, earlier)
+
+    return alerts
 
 
 def _explain(rules: list, args: argparse.Namespace) -> int:  # type: ignore[type-arg]
@@ -706,10 +829,15 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from loader.stream.source import stream_events
     from loader.stream.sqs_source import commit_finished, stream_sqs_events
 
+    from loader.coverage.live import LiveCoverage
+
     rules = load_valid_rules(args.rules)
     if args.explain:
         return _explain(rules, args)
     trigger = parse_duration(args.trigger)
+    coverage = None
+    if not args.no_coverage:
+        coverage = LiveCoverage(settings.database, _gap_settings(args), args.max_files)
     deliverer = build_deliverer(settings)
     interval = parse_duration(str(settings.delivery.get("interval", "2s")), "delivery.interval")
     if not args.source and not args.sqs_queue_url:
@@ -735,7 +863,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         spark, events, plan_rules(rules, fuse=not args.no_fuse), settings.database,
         args.checkpoint, trigger, args.once, report=lambda line: print(line, flush=True),
         strict=args.strict, deliverer=deliverer, delivery_interval=interval, observed=observed,
-        enrichment=enrichment, history=replay,
+        enrichment=enrichment, history=replay, coverage=coverage,
     )  # fmt: skip
 
     def stop(signum: int, _frame: object) -> None:

@@ -38,6 +38,7 @@ class Settings:
     seed: int = SampleSpec.seed
     events_per_file: int = SampleSpec.events_per_file
     end_date: str | None = None
+    file_minutes: int = SampleSpec.file_minutes
     # enrichment: every command that evaluates SQL (demo, enrich, serve)
     geoip_city_db: str | None = None
     geoip_country_db: str | None = None

@@ -12,12 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from loader.alerts.model import create_alerts_table
 from loader.alerts.outbox import create_deliveries_table
 from loader.alerts.store import append_new_alerts
+from loader.coverage.alerts import RULE as COVERAGE_RULE
 from loader.engine.evaluate import cache_events, evaluate
 from loader.engine.plan import plan_rules
 from loader.engine.timing import phase
@@ -112,9 +114,11 @@ def detect(
     fuse: bool = True,
     enrichment: Any = None,
     strict: bool = False,
+    coverage: Callable[[int], DataFrame] | None = None,
 ) -> DetectReport:
     """Evaluate ``rules`` over ``events`` as one batch; append new alerts to
-    ``database.alerts``. ``fuse=False``: every rule alone (the reference path)."""
+    ``database.alerts``. ``fuse=False``: every rule alone (the reference path). ``coverage``:
+    the log delivery gap alerts of the batch (:mod:`loader.coverage`), given the batch id."""
     db = check_identifier(database)
     plan = plan_rules(rules, fuse)
     with phase("read events"):
@@ -122,15 +126,22 @@ def detect(
     batch_id = int(dt.datetime.now(dt.timezone.utc).timestamp())
     try:
         evaluation = evaluate(plan, events, batch_id, enrichment=enrichment, strict=strict)
-        rows = evaluation.alerts.select("rule", "entity", "event_time").collect()
-        report = DetectReport(count, _summaries(rules, rows, evaluation.errors), output=output)
+        alerts = evaluation.alerts
+        if coverage is not None:
+            with phase("coverage"):
+                alerts = alerts.unionByName(coverage(batch_id).localCheckpoint())
+        rows = alerts.select("rule", "entity", "event_time").collect()
+        summaries = _summaries(rules, rows, evaluation.errors)
+        if coverage is not None:
+            summaries.append(_summary(COVERAGE_RULE, rows, None))
+        report = DetectReport(count, summaries, output=output)
         with phase("write alerts"):
             run_statements(
                 spark, [create_database(db), create_alerts_table(db), create_deliveries_table(db)]
             )
-            report.added = append_new_alerts(spark, evaluation.alerts, db)
+            report.added = append_new_alerts(spark, alerts, db)
             if output:
-                _write_jsonl(evaluation.alerts, output)
+                _write_jsonl(alerts, output)
     finally:
         events.unpersist()
     return report
@@ -140,15 +151,16 @@ def _summaries(rules: list[Rule], rows: list[Any], errors: dict[str, str]) -> li
     by_rule: dict[str, list[Any]] = {}
     for row in rows:
         by_rule.setdefault(row.rule, []).append(row)
-    summaries = []
-    for rule in rules:
-        found = by_rule.get(rule.name, [])
-        summaries.append(RuleSummary(
-            rule.name, len(found), len({r.entity for r in found}),
-            dict(Counter(r.event_time.date().isoformat() for r in found if r.event_time)),
-            errors.get(rule.name),
-        ))  # fmt: skip
-    return summaries
+    return [_summary(rule.name, by_rule.get(rule.name, []), errors.get(rule.name))
+            for rule in rules]  # fmt: skip
+
+
+def _summary(rule: str, rows: list[Any], error: str | None) -> RuleSummary:
+    found = [r for r in rows if r.rule == rule]
+    return RuleSummary(
+        rule, len(found), len({r.entity for r in found}),
+        dict(Counter(r.event_time.date().isoformat() for r in found if r.event_time)), error,
+    )  # fmt: skip
 
 
 def _write_jsonl(alerts: DataFrame, path: str) -> None:

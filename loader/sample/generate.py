@@ -61,6 +61,9 @@ class SampleSpec:
     seed: int = 7
     events_per_file: int = 2_500
     end_date: str | None = None
+    # 0: a day's events of a region fill files of events_per_file; N: as CloudTrail delivers,
+    # one file per region per N minutes that had events, written a few minutes after them
+    file_minutes: int = 0
 
 
 @dataclass
@@ -453,17 +456,40 @@ def _attack(world: World, account: str, day: dt.date) -> list[dict[str, Any]]:
     return events
 
 
-def _file_name(account: str, region: str, last_time: str, world: World) -> str:
-    stamp = last_time[:16].replace("-", "").replace(":", "") + "Z"  # YYYYMMDDTHHMMZ
+def _file_name(account: str, region: str, last_time: str, world: World, delay: float = 0) -> str:
+    written = dt.datetime.fromisoformat(last_time.replace("Z", "+00:00"))
+    written += dt.timedelta(seconds=delay)
+    stamp = written.strftime("%Y%m%dT%H%MZ")  # when the file was written, to the minute
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
     suffix = "".join(world.rng.choice(alphabet) for _ in range(16))
     return f"{account}_CloudTrail_{region}_{stamp}_{suffix}.json.gz"
+
+
+def _files(
+    events: list[dict[str, Any]], spec: SampleSpec, world: World
+) -> list[tuple[list[dict[str, Any]], float]]:
+    """A bucket's events (in time order) cut into files, each with its delivery delay (s)."""
+    if not spec.file_minutes:
+        size = spec.events_per_file
+        return [(events[i : i + size], 0.0) for i in range(0, len(events), size)]
+    windows: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for event in events:
+        moment = dt.datetime.fromisoformat(event["eventTime"].replace("Z", "+00:00"))
+        windows[int(moment.timestamp()) // (spec.file_minutes * 60)].append(event)
+    files = []
+    for _, window in sorted(windows.items()):
+        for i in range(0, len(window), spec.events_per_file):
+            # CloudTrail writes a file a few minutes after its newest event
+            files.append((window[i : i + spec.events_per_file], world.rng.uniform(60, 300)))
+    return files
 
 
 def write_sample(out: str, spec: SampleSpec) -> SampleSummary:
     """Generate the sample and write it under ``out/AWSLogs/...``; returns what was written."""
     if spec.events < 1 or spec.days < 1 or spec.accounts < 1 or spec.events_per_file < 1:
         raise ValueError("--events, --days, --accounts and --events-per-file must be positive")
+    if spec.file_minutes < 0:
+        raise ValueError("--file-minutes must be 0 (files by size) or a number of minutes")
     world = World(spec)
     try:
         end = dt.date.fromisoformat(spec.end_date or DEFAULT_END)
@@ -494,9 +520,8 @@ def write_sample(out: str, spec: SampleSpec) -> SampleSummary:
             out, "AWSLogs", account, "CloudTrail", region, f"{day:%Y}", f"{day:%m}", f"{day:%d}"
         )
         os.makedirs(folder, exist_ok=True)
-        for start in range(0, len(events), spec.events_per_file):
-            chunk = events[start : start + spec.events_per_file]
-            name = _file_name(account, region, chunk[-1]["eventTime"], world)
+        for chunk, delay in _files(events, spec, world):
+            name = _file_name(account, region, chunk[-1]["eventTime"], world, delay)
             payload = json.dumps({"Records": chunk}, separators=(",", ":")).encode()
             with open(os.path.join(folder, name), "wb") as handle:
                 handle.write(gzip.compress(payload, compresslevel=6, mtime=0))

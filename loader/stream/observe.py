@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from loader.engine.evaluate import cache_events
@@ -23,6 +24,7 @@ from loader.stream.checkpoint import STARTS_FILE, Folder, batch_folder, previous
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
+    from loader.coverage.live import LiveCoverage
     from loader.stream.history import History
 
 STATUS_RULE = "__batch"  # the status row's "rule"
@@ -38,6 +40,8 @@ def observe_batch(
     used: set[str] | None = None,
     enrichment: Any = None,
     history: History | None = None,
+    coverage: LiveCoverage | None = None,
+    report: Callable[[str], None] = print,
 ) -> bool:
     """Write the observations of one batch of events to ``observations/batch-N``; False when a
     replay finds them written. ``used``: the event columns the rules read (None: all). The
@@ -49,7 +53,7 @@ def observe_batch(
     session = events.sparkSession
     if history is not None and batch == 0:
         events = events.unionByName(history.events(session))
-    keep = None if used is None else used | {"eventtime", "source_file"}
+    keep = None if used is None else used | {"eventtime", "source_file", "account", "region"}
     events, count = cache_events(events, keep)
     cores = session.sparkContext.defaultParallelism
     # A batch's aggregations are small: Spark's 200 shuffle partitions made a 1,000-event batch
@@ -76,9 +80,15 @@ def observe_batch(
         folder.delete(partial)
         rows = observed.observations.unionByName(status).coalesce(cores)
         rows.write.parquet(folder.child(partial))
+        if coverage is not None:  # before the batch is final: a replay records what is missing
+            coverage.record(events)
     finally:
         events.unpersist()
     stored = {rule: moment.isoformat(sep=" ") for rule, moment in observed.starts.items()}
     folder.write_text(f"{partial}/{STARTS_FILE}", json.dumps(sorted(stored.items())))
     folder.rename(partial, final)
+    if coverage is not None:
+        added = coverage.judge(session, batch, totals.files)
+        if added:
+            report(f"batch {batch}: {added} new log_delivery_gap alert(s) (coverage)")
     return True

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from loader.alerts.delivery import Deliverer
 from loader.alerts.outbox import DeliveryLoop
+from loader.coverage.deliveries import ensure_tables
+from loader.coverage.live import LiveCoverage
 from loader.engine.plan import Plan
 from loader.errors import first_line
 from loader.rules.validate import columns_used
@@ -95,6 +97,7 @@ def start(
     observed: Callable[[StreamingQuery], None] | None = None,
     enrichment: Any = None,
     history: History | None = None,
+    coverage: LiveCoverage | None = None,
 ) -> Runner:
     """Start the runner's streaming queries over ``events``; ``Runner.wait()`` waits for them.
     With a ``deliverer``, new alerts also go to its sinks (:class:`DeliveryLoop`); ``observed``
@@ -102,6 +105,8 @@ def start(
     root = Folder(spark, checkpoint)
     check_engine(root)
     database = create_run_tables(spark, database)
+    if coverage is not None:
+        ensure_tables(spark, database)
     delivery = None
     if deliverer is not None:
         delivery = DeliveryLoop(spark, database, deliverer, report, delivery_interval)
@@ -112,7 +117,8 @@ def start(
 
     def observe(batch: DataFrame, batch_id: int) -> None:
         observe_batch(batch, batch_id, plan, observations, strict=strict, used=used,
-                      enrichment=enrichment, history=history)  # fmt: skip
+                      enrichment=enrichment, history=history, coverage=coverage,
+                      report=report)  # fmt: skip
 
     clean(spark, root.child(OBSERVE), report)
     writer = events.writeStream.foreachBatch(observe).queryName("tsa-observe")

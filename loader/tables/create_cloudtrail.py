@@ -13,13 +13,14 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
+from loader.coverage.deliveries import backfill_from_files, ensure_tables, record_files
 from loader.errors import LoaderError
 from loader.progress import Progress
 from loader.sources.layout import LayoutMismatch, ListedFile, Placement, place
 from loader.sources.listing import list_files, normalize_source
 from loader.tables import cloudtrail_ddl as ddl
 from loader.tables.catalog import partition_locations, run_statements, view_query
-from loader.tables.filecheck import PARTIAL, QUARANTINED, SKIPPED, check_path
+from loader.tables.filecheck import LOADED, PARTIAL, QUARANTINED, SKIPPED, check_path
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -65,6 +66,7 @@ class CreateReport:
     digests_new: int = 0
     ignored: int = 0
     ignored_examples: list[str] = field(default_factory=list)
+    deliveries_backfilled: int = 0
 
     def render(self) -> str:
         added = [p for p in self.partitions_added if p[0] == ddl.RAW_TABLE]
@@ -85,6 +87,12 @@ class CreateReport:
         if len(self.quarantined_new) > SHOWN_PROBLEMS:
             lines.append(f"  ... and {len(self.quarantined_new) - SHOWN_PROBLEMS} more")
         lines.append(f"digest files skipped: {self.digests_new:,} new")
+        lines.append(
+            f"log delivery: {self.database}.log_coverage per account, region and hour; "
+            "`python -m loader coverage` for gaps"
+            + (f" ({self.deliveries_backfilled:,} earlier files recorded)"
+               if self.deliveries_backfilled else "")
+        )  # fmt: skip
         if self.ignored:
             examples = ", ".join(self.ignored_examples)
             lines.append(f"not CloudTrail logs, ignored: {self.ignored:,} (e.g. {examples})")
@@ -121,6 +129,7 @@ def create_cloudtrail_tables(spark: SparkSession, source: str, database: str) ->
             ddl.create_files_table(db),
         ],
     )
+    ensure_tables(spark, db)
     known = {table: partition_locations(spark, db, table) for table in RAW_TABLE_BY_KIND.values()}
     listing = _list_source(root, known)
     if listing.listed and not listing.rows:
@@ -154,6 +163,7 @@ def create_cloudtrail_tables(spark: SparkSession, source: str, database: str) ->
         spark, [v.statement() for v in ddl.views(db) if view_query(spark, db, v.name) != v.query]
     )
     report.quarantined_total = spark.table(f"{db}.{ddl.QUARANTINE_VIEW}").count()
+    report.deliveries_backfilled = backfill_from_files(spark, db)
     return report
 
 
@@ -216,6 +226,7 @@ def _check_new_files(
     new = [FileRow(*r) for r in new_files.collect()]
     undecided = [r for r in new if r.status is None]
     results = [r for r in new if r.status is not None]
+    newest: dict[str, str | None] = {}
     progress = Progress("checking new files")
     parallelism = max(spark.sparkContext.defaultParallelism, 1)
     for start in range(0, len(undecided), CHECK_BATCH):
@@ -224,6 +235,7 @@ def _check_new_files(
         slices = min(len(paths), parallelism * 4)
         outcomes = spark.sparkContext.parallelize(paths, slices).map(check_path).collect()
         for row, outcome in zip(batch, outcomes, strict=True):
+            newest[row.path] = outcome.newest_event
             results.append(
                 row._replace(
                     status=outcome.status,
@@ -239,6 +251,11 @@ def _check_new_files(
         spark.createDataFrame(
             [(*r, checked_at) for r in results], FILE_ROW_SCHEMA + ", checked_at timestamp"
         ).write.insertInto(f"{db}.{ddl.FILES_TABLE}")
+    delivered = [
+        (r.path, r.account, r.region, r.events, newest.get(r.path))
+        for r in results if r.kind == "cloudtrail" and r.status in (LOADED, PARTIAL)
+    ]  # fmt: skip
+    record_files(spark, db, delivered, "create-hive-table")
     report.files_new = len(results)
     report.events_new = sum(r.events for r in results)
     report.insight_events_new = sum(r.insight_events for r in results)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import zlib
 from dataclasses import dataclass
 
@@ -30,6 +31,10 @@ class FileCheck:
     events: int = 0
     insight_events: int = 0
     reason: str | None = None
+    newest_event: str | None = None  # the greatest eventTime (ISO text) of its events
+
+
+_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
 
 
 def check_bytes(data: bytes, name: str = "") -> FileCheck:
@@ -80,7 +85,13 @@ def check_document(document: object) -> FileCheck:
         return _bad(f"'Records' is a JSON {type(records).__name__}, not an array")
     events = [r for r in records if isinstance(r, dict)]
     insights = sum(1 for r in events if r.get("eventType") == INSIGHT_EVENT_TYPE)
-    counts = {"events": len(events) - insights, "insight_events": insights}
+    times = [
+        r["eventTime"] for r in events
+        if r.get("eventType") != INSIGHT_EVENT_TYPE and isinstance(r.get("eventTime"), str)
+        and _ISO_TIME.match(r["eventTime"])
+    ]  # fmt: skip
+    counts = {"events": len(events) - insights, "insight_events": insights,
+              "newest_event": max(times) if times else None}  # fmt: skip
     junk = [(i, r) for i, r in enumerate(records) if not isinstance(r, dict)]
     if not junk:
         return FileCheck(LOADED, **counts)
