@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from loader.coverage.gaps import (
     ALL_REGIONS,
+    LEFT_OUT,
     GapSettings,
     Interval,
     Judgement,
@@ -156,16 +157,24 @@ WITH d AS (
   SELECT account, region, delivered_at,
          lag(delivered_at) OVER (PARTITION BY account, region ORDER BY delivered_at) AS prev
   FROM s
+), r AS (
+  SELECT *, unix_timestamp(delivered_at) - unix_timestamp(prev) AS gap,
+         row_number() OVER (PARTITION BY account, region
+                            ORDER BY unix_timestamp(delivered_at) - unix_timestamp(prev) DESC
+                            NULLS LAST) AS longest,
+         count(prev) OVER (PARTITION BY account, region) AS intervals
+  FROM i
 )
 SELECT 'series' AS what, account, region, count(*) AS files,
        date_format(min(delivered_at), '{TEXT_TIME}') AS a,
        date_format(max(delivered_at), '{TEXT_TIME}') AS b,
-       percentile(unix_timestamp(delivered_at) - unix_timestamp(prev), 0.99) AS p99
-FROM i GROUP BY account, region
+       percentile(CASE WHEN longest > greatest(1, floor(intervals * {LEFT_OUT})) THEN gap END,
+                  0.99) AS p99
+FROM r GROUP BY account, region
 UNION ALL
 SELECT 'interval', account, region, 0, date_format(prev, '{TEXT_TIME}'),
        date_format(delivered_at, '{TEXT_TIME}'), NULL
-FROM i WHERE unix_timestamp(delivered_at) - unix_timestamp(prev) > {float(settings.min_gap)}
+FROM r WHERE gap > {float(settings.min_gap)}
 """
 
 
@@ -233,6 +242,10 @@ FROM {table} WHERE eventName IN ({names}) AND ({where})
 
 
 def trail_events(spark: SparkSession, table: str, where: str = "true") -> list[TrailEvent]:
+    if "raw_json" in spark.table(table).columns:
+        # a text test first: only the events that can match are parsed (years of logs)
+        words = ("Logging", "Trail", "EventSelectors")
+        where += " AND (" + " OR ".join(f"raw_json LIKE '%{w}%'" for w in words) + ")"
     sql = TRAIL_EVENTS_SQL.format(
         time=TEXT_TIME, table=table, where=where,
         names=", ".join(sql_string(n) for n in TRAIL_EVENTS),

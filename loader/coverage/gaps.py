@@ -5,8 +5,9 @@ Spark computes from any number of files; see :mod:`loader.coverage.deliveries`),
 here is tested without a JVM.
 
 A *series* is the files of one account and region, or of one account in all its regions
-(region ``*``). Its usual gap is the 99th percentile of the intervals between its files. An
-interval is a gap when it is longer than the series' threshold::
+(region ``*``). Its usual interval is the 99th percentile of the intervals between its files,
+leaving out its longest 1% (at least the longest one), so that a gap in a short series does not
+set its own threshold. An interval is a gap when it is longer than the series' threshold::
 
     threshold = max(min_gap, factor * p99 interval)        (defaults: 1 hour, 3)
 
@@ -30,6 +31,7 @@ ALL_REGIONS = "*"
 DEFAULT_MIN_GAP = 3600.0
 DEFAULT_FACTOR = 3.0
 DEFAULT_MIN_FILES = 12
+LEFT_OUT = 0.01  # the longest intervals left out of a series' usual interval, as a share
 SHOWN_DAYS = 3
 _STAMP = re.compile(r"_(\d{8}T\d{4})Z_[^/]*$")
 
