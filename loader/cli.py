@@ -650,7 +650,11 @@ def _detect_coverage(spark, args: argparse.Namespace, settings: Settings):  # ty
     there is nothing to judge (said in one line)."""
     from loader.coverage.alerts import alerted_before, gap_alerts
     from loader.coverage.deliveries import (
-        DELIVERIES_TABLE, coverage_where, deliveries_relation, judge_relation, listing_relation,
+        DELIVERIES_TABLE,
+        coverage_where,
+        deliveries_relation,
+        judge_relation,
+        listing_relation,
         table_exists,
     )  # fmt: skip
 
@@ -820,6 +824,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from functools import partial
 
     from loader.alerts.settings import build_deliverer
+    from loader.coverage.live import LiveCoverage
     from loader.durations import parse_duration
     from loader.engine.plan import plan_rules
     from loader.enrichment import enriched_session
@@ -828,8 +833,6 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from loader.stream.runner import start
     from loader.stream.source import stream_events
     from loader.stream.sqs_source import commit_finished, stream_sqs_events
-
-    from loader.coverage.live import LiveCoverage
 
     rules = load_valid_rules(args.rules)
     if args.explain:

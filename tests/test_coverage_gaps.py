@@ -8,8 +8,10 @@ import datetime as dt
 import hashlib
 import random
 import re
+from itertools import pairwise
 from pathlib import Path
 
+from loader.alerts.model import ALERT_COLUMNS
 from loader.coverage.alerts import RULE, alert_id, alert_row
 from loader.coverage.gaps import (
     ALL_REGIONS,
@@ -55,13 +57,13 @@ def python_series(
     series, intervals = [], []
     for (account, region), moments in sorted(times.items()):
         ordered = sorted(moments)
-        gaps = sorted((b - a).total_seconds() for a, b in zip(ordered, ordered[1:]))
+        gaps = sorted((b - a).total_seconds() for a, b in pairwise(ordered))
         usual = gaps[: len(gaps) - max(1, int(len(gaps) * LEFT_OUT))]
         series.append(Series(account, region, len(ordered), ordered[0], ordered[-1],
                              percentile(usual, 0.99)))  # fmt: skip
         intervals += [
             Interval(account, region, a, b)
-            for a, b in zip(ordered, ordered[1:])
+            for a, b in pairwise(ordered)
             if (b - a).total_seconds() > min_gap
         ]
     return series, intervals
@@ -86,7 +88,8 @@ def steady(account: str, region: str, start: dt.datetime, hours: float, seed: in
     return out
 
 
-def judged(deliveries, settings=GapSettings(), reference=None):
+def judged(deliveries, settings=None, reference=None):
+    settings = settings or GapSettings()
     series, intervals = python_series(deliveries, settings.min_gap)
     return judge(series, intervals, settings, reference).gaps
 
@@ -179,11 +182,8 @@ def test_dedup_keeps_one_alert_per_entity_within_the_window_and_the_same_gap_aga
 
 def test_gap_alert_row_has_a_stable_id_and_says_why():
     gap = _gap(5)
-    row = dict(zip(
-        ("alert_id", "rule", "kind", "severity", "event_id", "event_time", "entity", "value",
-         "account", "region", "source_ip", "title", "details"),
-        alert_row(gap, 7, T0),
-    ))  # fmt: skip
+    names = [name for name, _ in ALERT_COLUMNS]
+    row = dict(zip(names, alert_row(gap, 7, T0), strict=True))
     text = f"{RULE}||111122223333/us-east-1|2024-03-01 05:00:00"
     assert row["alert_id"] == alert_id(gap) == hashlib.sha256(text.encode()).hexdigest()
     assert (row["kind"], row["entity"], row["region"]) == ("coverage", gap.entity, "us-east-1")
@@ -232,3 +232,20 @@ def test_generated_history_with_jitter_has_no_gap_and_removed_files_give_exactly
     assert [(g.account, g.region, g.end is None) for g in gaps] == [
         (second, "us-east-1", False), (first, ALL_REGIONS, True)
     ]  # fmt: skip
+
+
+def test_no_coverage_turns_gap_judging_off_before_spark_is_touched():
+    from loader.cli import _detect_coverage, build_parser
+    from loader.config import Settings
+
+    args = build_parser().parse_args(["detect", "--no-coverage"])
+    assert _detect_coverage(None, args, Settings()) is None  # no session needed, none used
+    args = build_parser().parse_args(["coverage", "--gap-factor", "0"])
+    import pytest
+
+    from loader.cli import _gap_settings
+    from loader.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--gap-factor 0"):
+        _gap_settings(args)
+    assert _gap_settings(build_parser().parse_args(["coverage", "--min-gap", "2h"])).min_gap == 7200

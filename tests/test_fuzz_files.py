@@ -126,7 +126,8 @@ def test_every_hostile_file_is_loaded_whole_or_quarantined_with_a_reason():
 
 
 @pytest.mark.spark
-def test_create_hive_table_loads_or_quarantines_every_hostile_file(spark, tmp_path):
+def test_create_hive_table_loads_or_quarantines_every_hostile_file(spark, tmp_path, capsys):
+    from loader.cli import main
     from loader.tables.create_cloudtrail import create_cloudtrail_tables
 
     folder = tmp_path / "AWSLogs" / ACCOUNT / "CloudTrail" / "us-east-1" / "2024" / "05" / "01"
@@ -155,6 +156,15 @@ def test_create_hive_table_loads_or_quarantines_every_hostile_file(spark, tmp_pa
     assert {Path(r.source_file).name: r["count"] for r in direct} == expected
     quarantined = {Path(p).name for p, _ in report.quarantined_new}
     assert quarantined - readable == {p.name for p in folder.iterdir()} - readable
+    # `run` reads them as `detect --source` does, and goes on
+    capsys.readouterr()
+    rule = str(Path(__file__).resolve().parents[1] / "sql" / "alerts" / "root_console_login.sql")
+    run = ["run", "--source", str(tmp_path), "--once", "--database", "fuzzrun", "--rules", rule,
+           "--checkpoint", str(tmp_path.parent / f"{tmp_path.name}-ck")]  # fmt: skip
+    assert main(run) == 0
+    printed = capsys.readouterr()
+    assert "Traceback" not in printed.out + printed.err
+    assert f"batch 0: events {sum(expected.values()):,}, files {len(expected)}, " in printed.out
 
 
 # --- S3 server access log lines -----------------------------------------------------------------

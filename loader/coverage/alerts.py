@@ -87,7 +87,8 @@ def gap_alerts(
     created = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
     rows = [alert_row(g, batch_id, created) for g in deduplicated(gaps, settings.dedup, earlier)]
     text = ", ".join(
-        f"{name} string" if kind == "timestamp" else f"{name} {kind}" for name, kind in ALERT_COLUMNS
+        f"{name} string" if kind == "timestamp" else f"{name} {kind}"
+        for name, kind in ALERT_COLUMNS
     )
     frame = spark.createDataFrame(rows, text)
     return frame.selectExpr(

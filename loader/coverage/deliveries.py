@@ -70,15 +70,17 @@ def coverage_view(db: str) -> ViewDef:
     return ViewDef(db, COVERAGE_VIEW, comment, query)
 
 
-def ensure_tables(spark: SparkSession, db: str) -> None:
-    """The deliveries table and the coverage view (replaced only when its SQL changed)."""
+def ensure_tables(spark: SparkSession, db: str) -> bool:
+    """The deliveries table and the coverage view (replaced only when its SQL changed); True
+    when the table was created now."""
     from loader.tables.catalog import run_statements, view_query
 
+    created = not table_exists(spark, db, DELIVERIES_TABLE)
+    run_statements(spark, [create_deliveries_table(db)])
     view = coverage_view(db)
-    statements = [create_deliveries_table(db)]
-    run_statements(spark, statements)
     if view_query(spark, db, view.name) != view.query:
         run_statements(spark, [view.statement()])
+    return created
 
 
 def record_files(
@@ -86,39 +88,38 @@ def record_files(
     db: str,
     rows: Iterable[tuple[str, str | None, str | None, int, dt.datetime | str | None]],
     recorded_by: str,
-) -> int:
-    """Append (path, account, region, events, newest event) for the files not recorded yet;
-    how many were new. The delivery time comes from the file's name."""
+) -> None:
+    """Record (path, account, region, events, newest event) for the files not recorded yet.
+    The delivery time comes from the file's name."""
     rows = [
         (path, account, region, int(events), _text(newest))
         for path, account, region, events, newest in rows
     ]
-    if not rows:
-        return 0
-    frame = spark.createDataFrame(
-        rows, "path string, account string, region string, events bigint, newest string"
-    )
-    return record_frame(spark, db, frame, recorded_by)
+    if rows:
+        frame = spark.createDataFrame(
+            rows, "path string, account string, region string, events bigint, newest string"
+        )
+        record_frame(spark, db, frame, recorded_by)
 
 
-def record_frame(spark: SparkSession, db: str, frame: DataFrame, recorded_by: str) -> int:
+def record_frame(spark: SparkSession, db: str, frame: DataFrame, recorded_by: str) -> None:
     """Append the files of ``frame`` (path, account, region, events, newest: a timestamp or its
-    UTC text) that the table does not hold yet; how many were new."""
+    UTC text) that the table does not hold yet: one job, so a replayed batch or a rerun adds
+    nothing twice."""
     table = f"{db}.{DELIVERIES_TABLE}"
+    view = f"__deliveries_{recorded_by.replace('-', '_')}"
+    frame.createOrReplaceTempView(view)
     spark.catalog.refreshTable(table)
-    new = frame.join(spark.table(table).select("path"), "path", "left_anti")
-    new = new.selectExpr(
-        "path", "account", "region", f"{STAMP_SQL.format(path='path')} AS delivered_at",
-        "events", "try_cast(newest AS TIMESTAMP) AS newest_event",
-        f"{sql_string(recorded_by)} AS recorded_by", "current_timestamp() AS recorded_at",
-    ).where("delivered_at IS NOT NULL").localCheckpoint()  # fmt: skip
-    added = new.count()
-    if added:
-        new.write.insertInto(table)
-    return added
+    spark.sql(f"""
+INSERT INTO {table}
+SELECT f.path, f.account, f.region, {STAMP_SQL.format(path="f.path")}, f.events,
+       try_cast(f.newest AS TIMESTAMP), {sql_string(recorded_by)}, current_timestamp()
+FROM {view} f LEFT ANTI JOIN {table} d ON d.path = f.path
+WHERE {STAMP_SQL.format(path="f.path")} IS NOT NULL""")
+    spark.catalog.dropTempView(view)
 
 
-def backfill_from_files(spark: SparkSession, db: str) -> int:
+def backfill_from_files(spark: SparkSession, db: str) -> None:
     """Record the loaded files of ``cloudtrail_files`` that ``log_deliveries`` lacks (files
     checked by a release without it): their newest event is unknown (NULL)."""
     files = spark.sql(
@@ -127,7 +128,7 @@ def backfill_from_files(spark: SparkSession, db: str) -> int:
         f"FROM {db}.{FILES_TABLE}) WHERE version = 1 AND kind = 'cloudtrail' "
         "AND status IN ('loaded', 'partial')"
     )
-    return record_frame(spark, db, files, "create-hive-table")
+    record_frame(spark, db, files, "backfill")
 
 
 def _text(moment: dt.datetime | str | None) -> str | None:
@@ -222,7 +223,9 @@ def listing_relation(spark: SparkSession, source: str) -> str:
             continue
         if placement is None or placement.kind != "cloudtrail":
             continue
-        moment = delivered_at(listed.path, dt.datetime.fromtimestamp(listed.modified, dt.timezone.utc))
+        moment = delivered_at(
+            listed.path, dt.datetime.fromtimestamp(listed.modified, dt.timezone.utc)
+        )
         rows.append((listed.path, placement.account, placement.region, _text(moment)))
     frame = spark.createDataFrame(
         rows, "path string, account string, region string, delivered string"

@@ -122,6 +122,7 @@ def judge(
     """Every gap of the series (see the module's description), oldest first."""
     if not series:
         return Judgement()
+    seen = "the time judged at" if reference else "the newest delivery seen"
     reference = reference or max(s.last for s in series)
     by_key = {(s.account, s.region): s for s in series}
     found: dict[tuple[str, str], list[tuple[dt.datetime, dt.datetime | None]]] = {}
@@ -145,7 +146,7 @@ def judge(
                 alone = _uncovered(start, end or reference, [(a, b or reference) for a, b in whole])
                 if alone <= threshold:
                     continue  # the account's gap says it
-            reason = _reason(region, start, end, reference, threshold, s.p99)
+            reason = _reason(region, start, end, reference, threshold, s.p99, seen)
             gaps.append(Gap(account, region, start, end, reference, threshold, s.p99, reason))
     gaps.sort(key=lambda g: (g.start, g.account, g.region))
     return Judgement(sorted(series, key=lambda s: (s.account, s.region)), gaps, reference)
@@ -170,6 +171,7 @@ def _reason(
     reference: dt.datetime,
     threshold: float,
     p99: float | None,
+    seen: str,
 ) -> str:
     usual = f"usual interval p99 {duration_text(p99 or 0)}; threshold {duration_text(threshold)}"
     where = "from any region of the account" if region == ALL_REGIONS else ""
@@ -177,7 +179,7 @@ def _reason(
         text = (
             f"no log file {where + ' ' if where else ''}since {start:%Y-%m-%d %H:%M} "
             f"({duration_text((reference - start).total_seconds())} before "
-            f"{reference:%Y-%m-%d %H:%M}, the newest delivery seen); {usual}"
+            f"{reference:%Y-%m-%d %H:%M}, {seen}); {usual}"
         )
     else:
         text = (

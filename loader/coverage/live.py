@@ -28,14 +28,16 @@ class LiveCoverage:
     interval: float = 60.0  # seconds between judgements
     _judged: float = field(default=0.0, init=False)
 
-    def record(self, events: DataFrame) -> int:
-        """Record the files of a batch's (cached) events; how many were new."""
+    def record(self, events: DataFrame) -> None:
+        """Record the files of a batch's (cached) events."""
         from pyspark.sql import functions as F
 
-        files = events.groupBy("source_file", "account", "region").agg(
-            F.count("*").alias("events"), F.max("eventTime").alias("newest")
-        ).withColumnRenamed("source_file", "path")
-        return record_frame(events.sparkSession, self.database, files, "run")
+        files = (
+            events.groupBy("source_file", "account", "region")
+            .agg(F.count("*").alias("events"), F.max("eventTime").alias("newest"))
+            .withColumnRenamed("source_file", "path")
+        )
+        record_frame(events.sparkSession, self.database, files, "run")
 
     def judge(self, session: SparkSession, batch: int, files: int) -> int:
         """Judge the gaps when due; how many new alerts were written."""

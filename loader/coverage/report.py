@@ -76,7 +76,9 @@ class CoverageReport:
         for gap in self.gaps:
             end = f"{gap.end:%Y-%m-%d %H:%M}" if gap.end else "still silent"
             where = "all regions" if gap.region == ALL_REGIONS else gap.region
-            out.append(f"  {gap.account}/{where}: {gap.start:%Y-%m-%d %H:%M} .. {end}: {gap.reason}")
+            out.append(
+                f"  {gap.account}/{where}: {gap.start:%Y-%m-%d %H:%M} .. {end}: {gap.reason}"
+            )
         out += ["", f"trail stops and changes in the events: {len(self.trails)}"]
         out += [f"  {span.render()}" for span in self.trails]
         if self.trail_note:

@@ -53,7 +53,9 @@ class TrailSpan:
             if self.end
             else "not resumed in the events read"
         )
-        return f"{where} trail {self.trail}: {self.what} at {self.start:%Y-%m-%d %H:%M}{who}, {until}"
+        return (
+            f"{where} trail {self.trail}: {self.what} at {self.start:%Y-%m-%d %H:%M}{who}, {until}"
+        )
 
 
 def _short(trail: str) -> str:

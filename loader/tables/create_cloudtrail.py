@@ -66,7 +66,6 @@ class CreateReport:
     digests_new: int = 0
     ignored: int = 0
     ignored_examples: list[str] = field(default_factory=list)
-    deliveries_backfilled: int = 0
 
     def render(self) -> str:
         added = [p for p in self.partitions_added if p[0] == ddl.RAW_TABLE]
@@ -90,9 +89,7 @@ class CreateReport:
         lines.append(
             f"log delivery: {self.database}.log_coverage per account, region and hour; "
             "`python -m loader coverage` for gaps"
-            + (f" ({self.deliveries_backfilled:,} earlier files recorded)"
-               if self.deliveries_backfilled else "")
-        )  # fmt: skip
+        )
         if self.ignored:
             examples = ", ".join(self.ignored_examples)
             lines.append(f"not CloudTrail logs, ignored: {self.ignored:,} (e.g. {examples})")
@@ -129,7 +126,7 @@ def create_cloudtrail_tables(spark: SparkSession, source: str, database: str) ->
             ddl.create_files_table(db),
         ],
     )
-    ensure_tables(spark, db)
+    upgraded = ensure_tables(spark, db) and spark.table(f"{db}.{ddl.FILES_TABLE}").take(1)
     known = {table: partition_locations(spark, db, table) for table in RAW_TABLE_BY_KIND.values()}
     listing = _list_source(root, known)
     if listing.listed and not listing.rows:
@@ -163,7 +160,8 @@ def create_cloudtrail_tables(spark: SparkSession, source: str, database: str) ->
         spark, [v.statement() for v in ddl.views(db) if view_query(spark, db, v.name) != v.query]
     )
     report.quarantined_total = spark.table(f"{db}.{ddl.QUARANTINE_VIEW}").count()
-    report.deliveries_backfilled = backfill_from_files(spark, db)
+    if upgraded:
+        backfill_from_files(spark, db)
     return report
 
 
