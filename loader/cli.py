@@ -652,11 +652,11 @@ def _detect_coverage(spark, args: argparse.Namespace, settings: Settings):  # ty
     from loader.coverage.deliveries import (
         DELIVERIES_TABLE,
         coverage_where,
-        deliveries_relation,
+        deliveries_table,
         judge_relation,
         listing_relation,
         table_exists,
-    )  # fmt: skip
+    )
 
     if args.no_coverage:
         return None
@@ -664,7 +664,7 @@ def _detect_coverage(spark, args: argparse.Namespace, settings: Settings):  # ty
     if args.source:
         relation = listing_relation(spark, args.source)
     elif table_exists(spark, settings.database, DELIVERIES_TABLE):
-        relation = deliveries_relation(settings.database)
+        relation = deliveries_table(settings.database)
     else:
         print(f"coverage: no {settings.database}.{DELIVERIES_TABLE} (create-hive-table records "
               "the files it loads); delivery gaps not judged")  # fmt: skip

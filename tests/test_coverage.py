@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from loader.cli import main
-from loader.coverage.deliveries import deliveries_relation, judge_relation
+from loader.coverage.deliveries import deliveries_table, judge_relation
 from loader.coverage.gaps import ALL_REGIONS, GapSettings
 from loader.sample.generate import write_sample
 from tests.test_coverage_gaps import HISTORY, NAME, deliveries_of, python_series
@@ -64,7 +64,7 @@ def test_coverage_reports_exactly_the_two_gaps(spark, history, capsys):
     # the Spark statistics are the Python oracle's
     files = deliveries_of(root / "AWSLogs")
     series, intervals = python_series(files, 3600.0)
-    judged = judge_relation(spark, deliveries_relation("cov"), GapSettings())
+    judged = judge_relation(spark, deliveries_table("cov"), GapSettings())
     assert [(s.account, s.region, s.files, s.first, s.last) for s in judged.series] == [
         (s.account, s.region, s.files, s.first, s.last) for s in series
     ]
@@ -74,7 +74,7 @@ def test_coverage_reports_exactly_the_two_gaps(spark, history, capsys):
         (first, ALL_REGIONS),
     ]
     # a time window before the gaps has none; the clock as reference finds every series silent
-    until = judge_relation(spark, deliveries_relation("cov"), GapSettings(), None,
+    until = judge_relation(spark, deliveries_table("cov"), GapSettings(), None,
                            f"delivered_at < timestamp '{summary.days[0]} 09:00'")  # fmt: skip
     assert until.series and until.gaps == []
     assert main(["coverage", "--database", "cov", "--now", "now"]) == 3

@@ -249,3 +249,18 @@ def test_no_coverage_turns_gap_judging_off_before_spark_is_touched():
     with pytest.raises(ConfigError, match="--gap-factor 0"):
         _gap_settings(args)
     assert _gap_settings(build_parser().parse_args(["coverage", "--min-gap", "2h"])).min_gap == 7200
+
+
+def test_sinks_say_what_a_gap_alert_is():
+    import json as json_module
+
+    from loader.alerts.sinks import SlackSink, subject, text_body
+
+    names = [name for name, _ in ALERT_COLUMNS]
+    alert = dict(zip(names, alert_row(_gap(5), 7, T0), strict=True))
+    assert subject(alert).startswith("[MEDIUM] log_delivery_gap: no CloudTrail log files from")
+    body = text_body(alert)
+    assert "Gap: 2024-03-01T05:00:00 .. 2024-03-01T07:00:00" in body and "Why: r" in body
+    assert "Event:" not in body  # no event stands behind a gap
+    payload = SlackSink("slack", url="http://127.0.0.1:9/x").payload(alert)
+    assert "111122223333 / us-east-1" in json_module.dumps(payload)

@@ -112,6 +112,15 @@ def summary_lines(alert: Mapping[str, Any], limit: int = 300) -> list[tuple[str,
             ("Values known before", details.get("values_before")),
             ("Intersection", ", ".join(v for v in known if v == alert.get("value")) or "none"),
         ]
+    if alert.get("kind") == "coverage":  # a log delivery gap: no event, the gap and its reason
+        end = details.get("gap_end") or "still silent"
+        lines += [
+            ("Gap", f"{details.get('gap_start')} .. {end}"),
+            ("Why", details.get("reason")),
+            ("Account / region", f"{alert.get('account')} / {alert.get('region') or 'all'}"),
+            ("Alert id", alert.get("alert_id")),
+        ]
+        return [(label, clean(value, limit)) for label, value in lines if value is not None]
     activity = ", ".join(
         f"{key}={event[key]}"
         for key in ("eventName", "eventSource", "userAgent", "sourceIPAddress")

@@ -200,6 +200,12 @@ def judge_relation(
     return judge(series, intervals, settings, reference)
 
 
+def deliveries_table(db: str) -> str:
+    """What gaps are judged over: the table itself (a file recorded twice is one delivery for
+    the judgement, which reads distinct times)."""
+    return f"{check_identifier(db)}.{DELIVERIES_TABLE}"
+
+
 def deliveries_relation(db: str) -> str:
     """The deliveries, one row per file (the first record of a path wins)."""
     return (

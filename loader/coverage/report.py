@@ -13,6 +13,7 @@ from loader.coverage.deliveries import (
     TEXT_TIME,
     coverage_where,
     deliveries_relation,
+    deliveries_table,
     judge_relation,
     table_exists,
     trail_events,
@@ -104,7 +105,7 @@ def coverage(
         )
     relation = deliveries_relation(db)
     where = coverage_where(since, until)
-    judgement = judge_relation(spark, relation, settings, now, where)
+    judgement = judge_relation(spark, deliveries_table(db), settings, now, where)
     report = CoverageReport(db, gaps=judgement.gaps, reference=judgement.reference)
     report.lines = _lines(spark, relation, where)
     events = table or f"{db}.cloudtrail"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from loader.engine.evaluate import cache_events
@@ -41,7 +40,6 @@ def observe_batch(
     enrichment: Any = None,
     history: History | None = None,
     coverage: LiveCoverage | None = None,
-    report: Callable[[str], None] = print,
 ) -> bool:
     """Write the observations of one batch of events to ``observations/batch-N``; False when a
     replay finds them written. ``used``: the event columns the rules read (None: all). The
@@ -81,14 +79,10 @@ def observe_batch(
         rows = observed.observations.unionByName(status).coalesce(cores)
         rows.write.parquet(folder.child(partial))
         if coverage is not None:  # before the batch is final: a replay records what is missing
-            coverage.record(events)
+            coverage.record(events, batch, totals.files)
     finally:
         events.unpersist()
     stored = {rule: moment.isoformat(sep=" ") for rule, moment in observed.starts.items()}
     folder.write_text(f"{partial}/{STARTS_FILE}", json.dumps(sorted(stored.items())))
     folder.rename(partial, final)
-    if coverage is not None:
-        added = coverage.judge(session, batch, totals.files)
-        if added:
-            report(f"batch {batch}: {added} new log_delivery_gap alert(s) (coverage)")
     return True

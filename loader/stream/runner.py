@@ -44,8 +44,10 @@ class Runner:
 
     def __init__(self, observe: StreamingQuery, start_apply: Callable[[], StreamingQuery],
                  once: bool, delivery: DeliveryLoop | None = None,
-                 observed: Callable[[StreamingQuery], None] | None = None) -> None:  # fmt: skip
+                 observed: Callable[[StreamingQuery], None] | None = None,
+                 coverage: LiveCoverage | None = None) -> None:  # fmt: skip
         self.observe = observe
+        self.coverage = coverage
         self._observed = observed  # called once the observe query has ended
         self._start_apply = start_apply
         self.delivery = delivery.start() if delivery else None
@@ -66,6 +68,8 @@ class Runner:
             self.observe.awaitTermination()
             if self._observed is not None:
                 self._observed(self.observe)
+            if self.coverage is not None:  # what the last batches made due, judged now
+                self.coverage.stop()
             if self.apply is None and not self.stopped:
                 self.apply = self._start_apply()
             if self.apply is not None:
@@ -107,9 +111,12 @@ def start(
     database = create_run_tables(spark, database)
     if coverage is not None:
         ensure_tables(spark, database)
+        coverage.report = report
     delivery = None
     if deliverer is not None:
         delivery = DeliveryLoop(spark, database, deliverer, report, delivery_interval)
+        if coverage is not None:
+            coverage.on_alerts = delivery.kick
     observations = Folder(spark, root.child(OBSERVATIONS))
     observations.make()  # the apply query's source must exist before the first batch
     rules = [r.rule for r in plan.rules]
@@ -117,8 +124,7 @@ def start(
 
     def observe(batch: DataFrame, batch_id: int) -> None:
         observe_batch(batch, batch_id, plan, observations, strict=strict, used=used,
-                      enrichment=enrichment, history=history, coverage=coverage,
-                      report=report)  # fmt: skip
+                      enrichment=enrichment, history=history, coverage=coverage)  # fmt: skip
 
     clean(spark, root.child(OBSERVE), report)
     writer = events.writeStream.foreachBatch(observe).queryName("tsa-observe")
@@ -135,4 +141,5 @@ def start(
         once,
         delivery,
         observed,
+        coverage.start(spark) if coverage is not None else None,
     )
