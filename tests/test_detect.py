@@ -107,3 +107,11 @@ def test_detect_refuses_invalid_rules_before_starting(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "unknown column 'eventNme' (did you mean 'eventName'?)" in err
     assert f"{rules / 'root_console_login.sql'}:12:7:" in err
+
+
+def test_detect_without_tables_says_what_to_run_in_one_line(spark, capsys):
+    assert main(["detect", "--database", "nothing_here"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: no table nothing_here.cloudtrail here: run `python -m loader "
+                          "create-hive-table --source PATH` first")  # fmt: skip
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -78,6 +78,12 @@ def events_relation(
     spark: SparkSession, table: str, since: str | None, until: str | None
 ) -> DataFrame:
     """``table`` limited to [since, until) by eventTime (and by day folder, to read less)."""
+    if not spark.catalog.tableExists(table):
+        raise TsaError(
+            f"no table {table} here: run `python -m loader create-hive-table --source PATH` "
+            "first (the embedded catalog is metastore_db/ in the folder you run from), or give "
+            "`--source PATH` to read log files directly"
+        )
     events = spark.table(table)
     if since:
         events = events.where(
