@@ -115,3 +115,37 @@ def test_detect_without_tables_says_what_to_run_in_one_line(spark, capsys):
     assert err.startswith("error: no table nothing_here.cloudtrail here: run `python -m loader "
                           "create-hive-table --source PATH` first")  # fmt: skip
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_detect_says_where_enrichment_could_not_answer(spark, tmp_path, capsys):
+    """A backtest whose first days predate the Tor list, and one address GeoIP does not know."""
+    import gzip
+
+    logs = tmp_path / "logs"
+    summary = write_sample(str(logs), SampleSpec(events=600, days=3))
+    account = summary.accounts[1]
+    folder = logs / "AWSLogs" / account / "CloudTrail" / "us-east-1" / "2024" / "03" / "31"
+    folder.mkdir(parents=True, exist_ok=True)
+    event = {"eventVersion": "1.08", "eventTime": "2024-03-31T12:00:00Z", "eventID": "x-1",
+             "eventName": "ListBuckets", "eventSource": "s3.amazonaws.com",
+             "sourceIPAddress": "8.8.8.8", "recipientAccountId": account,
+             "userIdentity": {"type": "IAMUser", "arn": f"arn:aws:iam::{account}:x"}}  # fmt: skip
+    name = f"{account}_CloudTrail_us-east-1_20240331T1205Z_unknownaddress.json.gz"
+    (folder / name).write_bytes(gzip.compress(json.dumps({"Records": [event]}).encode()))
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "root_console_login.sql").write_text(ALERT)
+    args = [
+        "detect", "--source", str(logs / "AWSLogs"), "--database", "blindtest",
+        "--rules", str(rules), "--no-coverage",
+        "--geoip-city-db", str(logs / SAMPLE_FILES["geoip_city_db"]),
+        "--tor-exit-list", str(logs / SAMPLE_FILES["tor_exit_list"]),
+    ]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    tor = next(line for line in out.splitlines() if line.startswith("blind spot: Tor exit lists"))
+    # the sample's list is of its last day, 23:00, answering for 24 h either side
+    assert f"{summary.days[0]} (" in tor and f"{summary.days[1]} (" in tor
+    assert f"{summary.days[2]} (" not in tor and "CollecTor" in tor
+    geo = next(line for line in out.splitlines() if line.startswith("blind spot: GeoIP"))
+    assert "1 of " in geo and "(e.g. 8.8.8.8)" in geo

@@ -20,6 +20,7 @@ from loader.alerts.model import create_alerts_table
 from loader.alerts.outbox import create_deliveries_table
 from loader.alerts.store import append_new_alerts
 from loader.coverage.alerts import RULE as COVERAGE_RULE
+from loader.coverage.enrichment import blind_spots
 from loader.engine.evaluate import cache_events, evaluate
 from loader.engine.plan import plan_rules
 from loader.engine.timing import phase
@@ -48,6 +49,7 @@ class DetectReport:
     summaries: list[RuleSummary]
     added: int = 0
     output: str | None = None
+    blind: list[str] = field(default_factory=list)  # where enrichment could not answer
 
     @property
     def failed(self) -> list[RuleSummary]:
@@ -71,6 +73,7 @@ class DetectReport:
         )
         if self.output:
             lines.append(f"written to {self.output}")
+        lines += [f"blind spot: {line}" for line in self.blind]
         return "\n".join(lines)
 
 
@@ -141,6 +144,8 @@ def detect(
         if coverage is not None:
             summaries.append(_summary(COVERAGE_RULE, rows, None))
         report = DetectReport(count, summaries, output=output)
+        with phase("enrichment blind spots"):
+            report.blind = blind_spots(events, enrichment)
         with phase("write alerts"):
             run_statements(
                 spark, [create_database(db), create_alerts_table(db), create_deliveries_table(db)]
