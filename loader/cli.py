@@ -280,6 +280,26 @@ def build_parser() -> argparse.ArgumentParser:
     _spark_options(cover)
     cover.set_defaults(handler=_coverage)
 
+    report = commands.add_parser(
+        "report",
+        help="one self-contained HTML file of the alerts: plots, entities, events, deliveries",
+        description="Write the alerts of DATABASE.alerts as one HTML file that opens offline: "
+        "alerts over time by severity and per rule, then for each entity with alerts its "
+        "events per hour around them (errors marked), the profile it departed from, the raw "
+        "event of each alert, and every alert's delivery status.",
+    )
+    report.add_argument("--out", default="alerts.html", help="the HTML file (alerts.html)")
+    report.add_argument("--since", help="first alert event time, e.g. 2024-03-01")
+    report.add_argument("--until", help="end (exclusive) of the alert event times")
+    report.add_argument("--table", help="events for the timelines (default: DATABASE.cloudtrail)")
+    report.add_argument(
+        "--entities", type=int, default=20, help="entities shown, most alerts first (20)"
+    )
+    report.add_argument("--database", help="database of the tables (security)")
+    _common_options(report)
+    _spark_options(report)
+    report.set_defaults(handler=_report)
+
     run = commands.add_parser(
         "run",
         help="the rules over history then new logs as they land (Structured Streaming)",
@@ -643,6 +663,25 @@ def _coverage(args: argparse.Namespace, settings: Settings) -> int:
     report = coverage(spark, settings.database, gaps, args.since, args.until, now, args.table)
     print(report.render())
     return report.exit_code
+
+
+def _report(args: argparse.Namespace, settings: Settings) -> int:
+    from loader.report.data import read_report_data
+    from loader.report.render import write_report
+    from loader.session import build_session
+
+    if args.entities < 0:
+        raise ConfigError(f"--entities {args.entities}: expected 0 or more")
+    spark = build_session(settings, "tsa report")
+    data = read_report_data(
+        spark, settings.database, args.since, args.until, args.table, args.entities
+    )
+    try:
+        write_report(data, args.out)
+    except OSError as exc:
+        raise ConfigError(f"--out {args.out}: cannot write: {exc.strerror}") from exc
+    print(f"{len(data.alerts):,} alert(s), {len(data.entities)} entities: wrote {args.out}")
+    return 0
 
 
 def _detect_coverage(spark, args: argparse.Namespace, settings: Settings):  # type: ignore[no-untyped-def]

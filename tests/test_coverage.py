@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from tests.test_coverage_gaps import HISTORY, NAME, deliveries_of, python_series
 
 pytestmark = pytest.mark.spark
 REPO = Path(__file__).resolve().parents[1]
-ONE_RULE = str(REPO / "sql" / "alerts" / "root_console_login.sql")
+ONE_RULE = str(REPO / "sql" / "alerts" / "console_login_without_mfa.sql")  # normal life has some
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +146,20 @@ def test_run_alerts_once_a_silence_is_longer_than_its_threshold(spark, history, 
     assert found == expected
     spark.catalog.refreshTable("covrun.log_deliveries")
     assert spark.table("covrun.log_deliveries").count() == len(deliveries_of(root / "AWSLogs"))
+
+
+def test_report_over_the_tables(spark, history, tmp_path, capsys):
+    """`report` over the detect alerts above: one offline HTML file with a sign-in's activity
+    timeline and raw event, and the gaps with their reasons."""
+    out = tmp_path / "alerts.html"
+    assert main(["report", "--database", "cov", "--out", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    text = out.read_text()
+    signed_in = spark.sql("SELECT entity FROM cov.alerts WHERE kind = 'alert'").first().entity
+    assert f'<h3 class="entity">{signed_in}</h3>' in text
+    assert re.search(r'id="timeline-\d+"', text)  # its events per hour around its alerts
+    assert "&#34;eventName&#34;: &#34;ConsoleLogin&#34;" in text  # the raw event, from raw_json
+    assert "the account&#39;s other regions delivered meanwhile" in text
+    assert "no table cov.alert_deliveries" not in text  # detect made it: status known (none)
+    assert main(["report", "--database", "nothing_here", "--out", str(out)]) == 1
+    assert "no table nothing_here.alerts here" in capsys.readouterr().err
