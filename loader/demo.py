@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from loader.config import Settings
 from loader.enrichment import SAMPLE_FILES, enriched_session, with_sample_sources
@@ -15,6 +17,8 @@ from loader.tables.enrich import enrich
 QUERIES = Path(__file__).resolve().parents[1] / "sql" / "queries"
 SHOWN_ROWS = 15
 CELL = 60
+DEMO_DAYS = 21  # past the profiles' 14 days of learning, so the attack day raises them
+REPORT = "alerts.html"
 
 
 def query_files(folder: Path = QUERIES) -> list[Path]:
@@ -41,9 +45,10 @@ def format_table(columns: list[str], rows: list[tuple]) -> str:
 
 
 def run_demo(settings: Settings, out: str = "sample", events: int = 20_000) -> int:
-    """Generate (once), load, enrich, and show every query in sql/queries/."""
+    """Generate (once), load, enrich, show every query in sql/queries/, detect with the
+    bundled rules, explain the attack story's alerts and write the HTML report."""
     if not os.path.isdir(os.path.join(out, "AWSLogs")):
-        print(write_sample(out, SampleSpec(events=events)).render())
+        print(write_sample(out, SampleSpec(events=events, days=DEMO_DAYS)).render())
     else:
         print(f"using the sample already in {out}/")
         if not os.path.exists(os.path.join(out, SAMPLE_FILES["geoip_city_db"])):
@@ -64,9 +69,62 @@ def run_demo(settings: Settings, out: str = "sample", events: int = 20_000) -> i
                 f"(first {SHOWN_ROWS} rows; run `spark-sql --database {settings.database} "
                 f"-f sql/queries/{path.name}` for all)"
             )
+    spark.catalog.setCurrentDatabase("default")
+    report = os.path.join(os.path.dirname(os.path.abspath(out)), REPORT)  # beside the sample
+    alerts = _detect(spark, settings.database, enrichment, report)
     print(
         f"\nTables are in the {settings.database} database of ./metastore_db; try:\n"
         f"  spark-sql --database {settings.database} -e 'SELECT eventName, count(*) "
         "FROM cloudtrail GROUP BY 1 ORDER BY 2 DESC LIMIT 10'"
     )
+    print(f"\nThe report of these {alerts:,} alerts: {report} (open it in a browser)")
     return 0
+
+
+def _detect(spark: Any, database: str, enrichment: Any, report_file: str) -> int:
+    """The bundled rules over the sample, the alerts per rule and severity, the attack story
+    in one line per alert, and the report; the number of alerts."""
+    from loader.report.data import read_report_data
+    from loader.report.render import write_report
+    from loader.rules.detect import detect, events_relation
+    from loader.rules.validate import load_valid_rules
+
+    rules = load_valid_rules(None)
+    events = events_relation(spark, f"{database}.cloudtrail", None, None)
+    report = detect(spark, rules, events, database, enrichment=enrichment)
+    rows = spark.sql(
+        f"SELECT rule, severity, kind, entity, value, title, details, event_time, account "
+        f"FROM {database}.alerts ORDER BY event_time, rule"
+    ).collect()
+    print(f"\n## Detection: {len(rules)} bundled rules over {report.events:,} events\n")
+    counts = Counter((r.rule, r.severity) for r in rows)
+    print(format_table(["rule", "severity", "alerts"],
+                       [(rule, sev, n) for (rule, sev), n in sorted(counts.items())]))  # fmt: skip
+    for line in report.blind:
+        print(f"blind spot: {line}")
+    if rows:
+        last = max(r.event_time for r in rows if r.event_time).date()
+        story = [r for r in rows if r.event_time and r.event_time.date() == last]
+        print(f"\nThe attack story ({last}), alert by alert:")
+        for row in story:
+            print(f"  {row.event_time:%H:%M} {explain(row)}")
+    write_report(read_report_data(spark, database), report_file)
+    return len(rows)
+
+
+def explain(row: Any) -> str:
+    """One line from an alert: who, what was new, what was known before."""
+    import json
+
+    entity = row.entity or f"account {row.account}"  # an account-wide profile
+    who = entity.rsplit("/", 1)[-1] if entity.startswith("arn:") and "/" in entity else entity
+    try:
+        details = json.loads(row.details) if row.details else {}
+    except ValueError:
+        details = {}
+    if row.kind == "profile":
+        what = row.rule.removesuffix("_for_principal").replace("_", " ")
+        known = details.get("recent_values") or []
+        before = f"; seen before: {', '.join(map(str, known))}" if known else ""
+        return f"{who}: {what} {row.value}{before} ({row.rule}, {row.severity})"
+    return f"{who}: {row.rule} ({row.severity})"

@@ -19,8 +19,10 @@ from loader.report.render import render
 from tests.test_report_render import Elements, _data
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-if CHROMIUM is None and os.environ.get("CI") != "true":
-    pytest.skip("Debian's chromium is not installed (.ci/run installs it)", allow_module_level=True)
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None and os.environ.get("CI") != "true",
+    reason="Debian's chromium is not installed (.ci/run installs it)",
+)
 QUIET = [  # Chromium's own background traffic off: what reaches the proxy is the page's
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--no-pings", "--disable-default-apps", "--disable-domain-reliability",
