@@ -296,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--entities", type=int, default=20, help="entities shown, most alerts first (20)"
     )
     report.add_argument("--database", help="database of the tables (security)")
+    _enrichment_options(report)
     _common_options(report)
     _spark_options(report)
     report.set_defaults(handler=_report)
@@ -668,13 +669,14 @@ def _coverage(args: argparse.Namespace, settings: Settings) -> int:
 def _report(args: argparse.Namespace, settings: Settings) -> int:
     from loader.report.data import read_report_data
     from loader.report.render import write_report
-    from loader.session import build_session
 
     if args.entities < 0:
         raise ConfigError(f"--entities {args.entities}: expected 0 or more")
-    spark = build_session(settings, "tsa report")
+    from loader.enrichment import enriched_session
+
+    spark, enrichment = enriched_session(settings, "tsa report")
     data = read_report_data(
-        spark, settings.database, args.since, args.until, args.table, args.entities
+        spark, settings.database, args.since, args.until, args.table, args.entities, enrichment
     )
     try:
         write_report(data, args.out)

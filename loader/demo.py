@@ -108,7 +108,9 @@ def _detect(spark: Any, database: str, enrichment: Any, report_file: str) -> int
         print(f"\nThe attack story ({last}), alert by alert:")
         for row in story:
             print(f"  {row.event_time:%H:%M} {explain(row)}")
-    write_report(read_report_data(spark, database), report_file)
+    data = read_report_data(spark, database)
+    data.blind = report.blind  # what detect found over the same events
+    write_report(data, report_file)
     return len(rows)
 
 

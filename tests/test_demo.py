@@ -35,6 +35,7 @@ def test_demo_prints_every_query_and_the_attack(spark, tmp_path, capsys):
     report = tmp_path / "alerts.html"  # beside the sample
     assert "The report of these " in printed and str(report) in printed
     assert "dave" in report.read_text()
+    assert "<h2>Blind spots</h2>" in report.read_text()  # the Tor list of one day, said there too
     from tests.test_report_browser import CHROMIUM, Recorder, console, foreign, open_page
 
     if (

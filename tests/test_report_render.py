@@ -90,6 +90,14 @@ def test_hostile_strings_are_text_not_markup():
     assert "\u202e" not in body and "[U+202E]gnp.exe" in body
 
 
+def test_blind_spots_have_their_section():
+    data = _data()
+    data.blind = ["Tor exit lists: no list in force for 3 event(s) on 1 day(s): 2024-03-30 (3)"]
+    text = render(data)
+    assert "<h2>Blind spots</h2>" in text and "on 1 day(s): 2024-03-30 (3)</li>" in text
+    assert "<h2>Blind spots</h2>" not in render(_data())
+
+
 def test_no_alerts_is_a_report_too():
     data = ReportData("security", "2024-03-01", None, T0, [], [], [])
     text = render(data)

@@ -65,6 +65,7 @@ class ReportData:
     alerts: list[Alert]
     entities: list[EntityView]
     notes: list[str] = field(default_factory=list)  # what could not be read, and why
+    blind: list[str] = field(default_factory=list)  # where enrichment could not answer
 
 
 def _time(text: str | None) -> dt.datetime | None:
@@ -87,6 +88,7 @@ def read_report_data(
     until: str | None = None,
     table: str | None = None,
     entities: int = 20,
+    enrichment: Any = None,
 ) -> ReportData:
     db = check_identifier(database)
     if not spark.catalog.tableExists(f"{db}.{ALERTS_TABLE}"):
@@ -138,6 +140,11 @@ def read_report_data(
     elif data.entities:
         data.notes.append(f"no table {events}: no activity timelines or raw events")
     _profiles(spark, db, data.entities, data.notes)
+    if enrichment is not None and spark.catalog.tableExists(events):
+        from loader.coverage.enrichment import blind_spots
+
+        period = spark.table(events).where(_where(since, until, "eventTime"))
+        data.blind = blind_spots(period.select("eventTime", "sourceIPAddress"), enrichment)
     return data
 
 

@@ -27,6 +27,22 @@ if TYPE_CHECKING:
     from loader.stream.history import History
 
 STATUS_RULE = "__batch"  # the status row's "rule"
+BLIND_EVERY = 3600.0  # seconds between two reports of the enrichment's blind spots
+_blind_said: dict[tuple[str, int], float] = {}  # (observations folder, plan) -> when said
+
+
+def _say_blind_spots(events: DataFrame, enrichment: Any, batch: int, key: tuple[str, int]) -> None:
+    """Where enrichment could not answer (:mod:`loader.coverage.enrichment`): for the first
+    batch a runner runs (the history, when it starts), then at most once an hour."""
+    import time
+
+    from loader.coverage.enrichment import blind_spots
+
+    if enrichment is None or time.monotonic() - _blind_said.get(key, -BLIND_EVERY) < BLIND_EVERY:
+        return
+    _blind_said[key] = time.monotonic()
+    for line in blind_spots(events, enrichment):
+        print(f"batch {batch}: blind spot: {line}", flush=True)
 
 
 def observe_batch(
@@ -65,6 +81,7 @@ def observe_batch(
             events, plan, batch, enrichment=enrichment, strict=strict,
             starts=previous_starts(folder, batch),
         )  # fmt: skip
+        _say_blind_spots(events, enrichment, batch, (folder.path, id(plan)))
         summary = {
             "events": count, "files": totals.files,
             "newest": totals.newest.isoformat() if totals.newest else None,
