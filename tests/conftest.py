@@ -62,7 +62,7 @@ LONGEST_FIRST = (
     "test_cluster.py", "test_persistence.py",
     "test_rule_pack.py", "test_materialize.py",
     "test_detect.py", "test_create_corpus.py", "test_enrich.py",
-    "test_delivery_run.py", "test_demo.py",
+    "test_delivery_run.py",
 )  # fmt: skip
 
 

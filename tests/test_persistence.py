@@ -1,7 +1,9 @@
-"""The tables outlive the process: `demo` creates them in a folder's default (Derby) metastore
-and a fresh process uses them: `spark-sql -e` from the pyspark wheel, also over the enriched
-view. Processes run one after the other, as Derby admits one JVM at a time (beeline against
-`serve`, beside other processes, is in test_shared_metastore.py)."""
+"""`demo` as a user runs it (every sample query, detection telling the attack story, the report
+opened in Chromium), and the tables outlive the process: `demo` creates them in a folder's
+default (Derby) metastore and a fresh process uses them: `spark-sql -e` from the pyspark
+wheel, also over the enriched view. Processes run one after the other, as Derby admits one
+JVM at a time (beeline against `serve`, beside other processes, is in
+test_shared_metastore.py)."""
 
 from __future__ import annotations
 
@@ -52,10 +54,49 @@ def enrichment_flags(logs: Path) -> list[str]:
     ]
 
 
+def check_demo_output(printed: str, folder: Path) -> None:
+    """Every sample query, then detection telling the attack story, and the report."""
+    from loader.demo import query_files
+    from tests.test_report_browser import CHROMIUM, Recorder, console, foreign, open_page
+
+    for path in query_files():
+        assert f"## {path.name}" in printed
+    changes = printed.split("## logging_and_iam_changes.sql")[1].split("## ")[0]
+    assert "| StopLogging | arn:aws:iam::" in changes and f":root | {TOR_EXIT_IP} |" in changes
+    assert "| CreateAccessKey |" in changes and "| backup-admin | AKIA" in changes
+    # it ends with detection: the bundled rules, past their learning, tell the attack story
+    detection = printed.split("## Detection: ")[1]
+    assert "bundled rules over 1,000 events" in detection
+    story = detection.split("The attack story (")[1]
+    assert "dave: new country China; seen before: United States (new_country_for_principal" in story
+    assert ":root: root_console_login (high)" in story
+    assert ":root: cloudtrail_logging_tampered (critical)" in story
+    assert "backup-admin: tor_exit_node_activity (high)" in story
+    assert "blind spot: Tor exit lists: no list in force" in detection  # its list is of one day
+    report = folder / "alerts.html"  # beside the sample
+    assert "The report of these " in printed and str(report) in printed
+    text = report.read_text()
+    assert "dave" in text and "<h2>Blind spots</h2>" in text
+    if CHROMIUM or os.environ.get("CI") == "true":  # as a person opens it
+        import http.server
+        import threading
+
+        proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        try:
+            address = f"http://127.0.0.1:{proxy.server_address[1]}"
+            dom, log = open_page(report, address, "--dump-dom")
+        finally:
+            proxy.shutdown()
+        assert foreign(Recorder.seen) == [] and console(log) == []
+        assert dom.count('class="main-svg"') >= 3 and 'class="point"' in dom
+
+
 def test_the_demos_tables_persist_and_spark_sql_queries_the_enriched_view(tmp_path):
     """The Quickstart's `demo`, run as a user runs it, leaves tables that a new process sees."""
-    demo = run([*LOADER, "demo", "--events", "1000", *SPARK], tmp_path)
+    demo = run([*LOADER, "demo", "--events", "1000", *SPARK], tmp_path, timeout=900)
     assert "events in new files: 1,000" in demo.stdout
+    check_demo_output(demo.stdout, tmp_path)
     assert (tmp_path / "metastore_db").is_dir() and (tmp_path / "spark-warehouse").is_dir()
     rows = spark_sql(
         "SELECT count(*), count(DISTINCT account) FROM security.cloudtrail; "
