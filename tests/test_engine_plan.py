@@ -74,7 +74,7 @@ def test_explain_lists_every_bundled_rule_in_exactly_one_group(capsys):
     rules = load_valid_rules([])
     assert main(["detect", "--explain"]) == 0
     out = capsys.readouterr().out
-    listed = re.findall(r"^  (alert|profile) +(\S+) +(\S+?\.sql)(: .*)?$", out, flags=re.M)
+    listed = re.findall(r"^  (alert|profile|baseline) +(\S+) +(\S+?\.sql)(: .*)?$", out, flags=re.M)
     names = [name for _, name, _, _ in listed]
     assert sorted(names) == sorted(r.name for r in rules)  # each exactly once
     plan = plan_rules(rules)

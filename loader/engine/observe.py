@@ -28,7 +28,9 @@ from loader.errors import TsaError, first_line
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-Starts = dict[tuple[str, str], dt.datetime]  # (rule, scope) -> first row of an account-wide profile
+# (rule, scope, account or None) -> the first row of an account-wide profile
+Starts = dict[tuple[str, str, str | None], dt.datetime]
+Begun = dict[tuple[str, str | None], dt.datetime]  # the same for scope '' (a runner's batches)
 
 
 @dataclass
@@ -38,7 +40,7 @@ class Observed:
 
     observations: DataFrame
     errors: dict[str, str] = field(default_factory=dict)
-    starts: dict[str, dt.datetime] = field(default_factory=dict)
+    starts: Begun = field(default_factory=dict)
 
 
 def observe(
@@ -48,12 +50,15 @@ def observe(
     *,
     enrichment: Any = None,
     scope: str | None = None,
-    starts: dict[str, dt.datetime] | None = None,
+    starts: Begun | None = None,
     strict: bool = False,
+    clock: dt.datetime | None = None,
 ) -> Observed:
     """The observations of ``events`` (cached by the caller: several jobs read them) for every
     rule of ``plan``. ``starts``: where account-wide profiles started in earlier batches.
     ``scope``: an expression over ``eventID`` splitting the events into independent runs.
+    ``clock``: the newest event time seen so far (a runner's); by default the newest of
+    ``events`` in each scope.
 
     Raises:
         TsaError: with ``strict``, a rule failed (named with its file).
@@ -75,7 +80,7 @@ def observe(
         for _ in range(len(plan.rules) + 2):
             try:
                 return _observe(events, current, batch, scratch, enrichment, scope, starts,
-                                strict, errors)  # fmt: skip
+                                strict, errors, clock)  # fmt: skip
             except PySparkException as exc:
                 scratch.drop()
                 failing = _failing(events, current, scratch)
@@ -134,6 +139,7 @@ def _observe(
     starts: dict[str, dt.datetime] | None,
     strict: bool,
     errors: dict[str, str],
+    clock: dt.datetime | None = None,
 ) -> Observed:
     from pyspark.errors import PySparkException
 
@@ -159,16 +165,32 @@ def _observe(
     if not parts:
         empty = session.createDataFrame([], text.OBSERVATION_SCHEMA)
         return Observed(empty, dict(errors), dict(starts or {}))
+    clocks = _clocks(session, plan, events, scope, clock)
     reduced = parts[0]
     for part in parts[1:]:
         reduced = reduced.unionByName(part)
     reduced_view = scratch.view(reduced, "reduced")
     with phase("observations"):
         found = _starts(session, plan, reduced_view, starts)
-        observations = session.sql(_assemble_sql(plan, reduced_view, found, batch))
+        observations = session.sql(_assemble_sql(plan, reduced_view, found, batch, clocks))
         observations = observations.localCheckpoint()
-    unscoped = {rule: moment for (rule, scope), moment in found.items() if scope == ""}
+    unscoped = {(rule, who): at for (rule, scope, who), at in found.items() if scope == ""}
     return Observed(observations, dict(errors), unscoped)
+
+
+def _clocks(
+    session: Any, plan: Plan, events: DataFrame, scope: str | None, clock: dt.datetime | None
+) -> dict[str, dt.datetime]:
+    """scope -> the clock baselines judge their buckets by: ``clock`` (a runner's newest event
+    so far), else the newest event of each scope (one small job, only for baselines)."""
+    if clock is not None:
+        return {"": clock}
+    if not any(r.kind == "baseline" for r in plan.rules):
+        return {}
+    rows = events.selectExpr(
+        f"{text.scoped(scope)} AS scope", "CAST(eventTime AS TIMESTAMP) AS t"
+    ).groupBy("scope").agg({"t": "max"}).collect()
+    return {row[0]: row[1] for row in rows if row[1] is not None}
 
 
 def _fused(session: Any, plan: Plan, events: str, scratch: Scratch, scope: str | None) -> DataFrame:
@@ -202,41 +224,60 @@ def _completed(
     )
 
 
-def _starts(
-    session: Any, plan: Plan, reduced: str, before: dict[str, dt.datetime] | None
-) -> Starts:
-    """Where each account-wide profile's rows start, per scope: this batch's first row, or an
-    earlier batch's (scope '' only: scoped runs are rule tests, one batch each)."""
-    names = [r.name for r in plan.rules if text.account_wide(r.rule)]
+def _starts(session: Any, plan: Plan, reduced: str, before: Begun | None) -> Starts:
+    """Where each account-wide profile's rows start, per scope and account: this batch's first
+    row, or an earlier batch's (scope '' only: scoped runs are rule tests, one batch each)."""
+    names = [r.name for r in plan.rules if text.shared_profile(r.rule)]
     found: Starts = {}
     if names:
         rows = session.sql(text.starts_sql(reduced, names)).collect()
-        found = {(row.rule, row.scope): row.start for row in rows if row.start is not None}
-    for rule, moment in (before or {}).items():
+        found = {
+            (row.rule, row.scope, row.entity): row.start for row in rows if row.start is not None
+        }
+    for (rule, who), moment in (before or {}).items():
         if rule in names:
-            known = found.get((rule, ""))
-            found[(rule, "")] = min(known, moment) if known else moment
+            known = found.get((rule, "", who))
+            found[(rule, "", who)] = min(known, moment) if known else moment
     return found
 
 
-def _assemble_sql(plan: Plan, reduced: str, starts: Starts, batch: int) -> str:
-    """The observations: a scope prefixed to the key, an account-wide profile's start
-    attached and its rows without a value (they only moved the start) dropped."""
-    wide = [r.name for r in plan.rules if text.account_wide(r.rule)]
-    cases = [
-        f"WHEN rule = {text.sql_string(rule)} AND scope = {text.sql_string(scope)} "
-        f"THEN timestamp {text.sql_string(moment.isoformat(sep=' '))}"
-        for (rule, scope), moment in sorted(starts.items())
-    ]
-    start = f"CASE {' '.join(cases)} END" if cases else "CAST(NULL AS TIMESTAMP)"
+def _timestamp(moment: dt.datetime) -> str:
+    return f"timestamp {text.sql_string(moment.isoformat(sep=' '))}"
+
+
+def _assemble_sql(
+    plan: Plan, reduced: str, starts: Starts, batch: int, clocks: dict[str, dt.datetime]
+) -> str:
+    """The observations: a scope prefixed to the key, an account-wide profile's start (per
+    account) attached and its rows without a value (they only moved the start) dropped, and
+    the clock of the scope."""
+    wide = [r.name for r in plan.rules if text.shared_profile(r.rule)]
     key = text.derived_key_sql(wide)
     key = f"CASE WHEN scope = '' THEN {key} ELSE concat(scope, '{text.SCOPE_MARK}', {key}) END"
+    joined = ""
+    start = "CAST(NULL AS TIMESTAMP)"
+    if starts:  # few rows (rules x accounts): a broadcast join of an inline table
+        rows = ", ".join(
+            f"({text.sql_string(rule)}, {text.sql_string(scope)}, "
+            f"{'NULL' if who is None else text.sql_string(who)}, {_timestamp(moment)})"
+            for (rule, scope, who), moment in sorted(starts.items(), key=str)
+        )
+        joined = (
+            f" LEFT JOIN (SELECT /*+ BROADCAST */ * FROM VALUES {rows} AS s(s_rule, s_scope, "
+            "s_entity, s_start)) s ON s_rule = r.rule AND s_scope = r.scope AND s_entity <=> r.entity"
+        )
+        start = "s_start"
+    cases = " ".join(
+        f"WHEN {text.sql_string(scope)} THEN {_timestamp(moment)}"
+        for scope, moment in sorted(clocks.items())
+    )
+    clock = f"CASE scope {cases} END" if cases else "CAST(NULL AS TIMESTAMP)"
     dropped = ""
     if wide:
         names = ", ".join(text.sql_string(n) for n in wide)
         dropped = f" WHERE NOT (rule IN ({names}) AND value IS NULL)"
     return (
         f"SELECT rule, {key} AS key, entity, value, eventTime, eventID, row, "
-        f"{start} AS start, last, count, CAST({int(batch)} AS BIGINT) AS batch "
-        f"FROM {reduced}{dropped}"
+        f"{start} AS start, last, count, CAST({int(batch)} AS BIGINT) AS batch, "
+        f"{clock} AS clock FROM {reduced} r{joined}{dropped}"
     )

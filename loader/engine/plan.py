@@ -170,12 +170,16 @@ def _describe(plan: RulePlan) -> str:
 def _semantics(rule: Rule) -> str:
     if rule.kind == "profile":
         return "profiles"
+    if rule.kind == "baseline":
+        return "baselines"
     return "thresholds" if rule.values.get("threshold") else "dedup"
 
 
 def _stateful(rule: Rule) -> bool:
     values = rule.values
-    return rule.kind == "profile" or bool(values.get("threshold") or values.get("dedup"))
+    return rule.kind in ("profile", "baseline") or bool(
+        values.get("threshold") or values.get("dedup")
+    )
 
 
 # --- planning ---------------------------------------------------------------------------------

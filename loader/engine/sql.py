@@ -15,14 +15,16 @@ Pure text, so the shape of every query is tested without a JVM.
 from __future__ import annotations
 
 from loader.engine.plan import Plan, RulePlan, mentions
+from loader.rules.keys import ACCOUNT_COLUMNS
 from loader.rules.model import Rule
 
 DAY = 86400.0
 SIGHTING_COLUMNS = ("rule", "key", "entity", "value", "day", "eventTime", "eventID", "row")
 OBSERVATION_SCHEMA = (
     "rule string, key string, entity string, value string, eventTime timestamp, "
-    "eventID string, row string, start timestamp, last timestamp, count bigint, batch bigint"
-)
+    "eventID string, row string, start timestamp, last timestamp, count bigint, batch bigint, "
+    "clock timestamp"
+)  # clock: the newest event time seen up to this batch (baselines judge buckets by it)
 SCOPE_MARK = "\u00a7"  # between a scope and a key: "case 3§arn:aws:iam::..."
 SIGHTING_TYPE = (
     "struct<rule:string,key:string,entity:string,value:string,day:int,"
@@ -40,13 +42,53 @@ def quote_name(name: str) -> str:
 
 
 def account_wide(rule: Rule) -> bool:
-    """A profile without an entity: one set of values for the whole account."""
-    return rule.kind == "profile" and not rule.values.get("entity")
+    """A profile or baseline without an entity: one for each account (``scope: account``)
+    or one for the whole organization."""
+    return rule.kind in ("profile", "baseline") and not rule.values.get("entity")
+
+
+_account_columns: dict[str, str | None] = {}
+
+
+def scope_column(rule: Rule) -> str | None:
+    """The result column an account-wide rule of ``scope: account`` is split by (the first of
+    ACCOUNT_COLUMNS its result has; a ``SELECT *`` has recipientAccountId); None when the
+    rule is not account-wide, is organization-wide, or its result names no account."""
+    if not account_wide(rule) or rule.values.get("scope") == "organization":
+        return None
+    if rule.sql not in _account_columns:
+        _account_columns[rule.sql] = _result_account_column(rule.sql)
+    return _account_columns[rule.sql]
+
+
+def _result_account_column(sql: str) -> str | None:
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(sql, read="spark")
+    except sqlglot.errors.ParseError:
+        return None
+    if any(isinstance(e, exp.Star) for e in getattr(tree, "expressions", [])):
+        return ACCOUNT_COLUMNS[0]
+    names = {n.lower(): n for n in tree.named_selects}
+    return next((names[c.lower()] for c in ACCOUNT_COLUMNS if c.lower() in names), None)
 
 
 def per_day(rule: Rule) -> bool:
     """Whether a profile's sightings can be reduced to one per value and day."""
     return rule.kind == "profile" and float(rule.values["expire"]) >= DAY
+
+
+def bucket_sql(rule: Rule, time: str) -> str | None:
+    """The reduction's period of a sighting at ``time``: a per-day profile's day, a baseline's
+    bucket (its number since 1970, UTC); None when sightings are kept per event."""
+    if rule.kind == "baseline":
+        seconds = int(float(rule.values["bucket"]))
+        return f"CAST(floor(unix_seconds(CAST({time} AS TIMESTAMP)) / {seconds}) AS INT)"
+    if per_day(rule):
+        return f"unix_date(CAST({time} AS DATE))"
+    return None
 
 
 def _key_sql(rule: Rule, dedup: str | None) -> str:
@@ -57,15 +99,21 @@ def _key_sql(rule: Rule, dedup: str | None) -> str:
     return "CAST(NULL AS STRING)"
 
 
+def shared_profile(rule: Rule) -> bool:
+    """An account-wide profile: its values are shared by an account (its ``entity`` in the
+    observations) or the organization, so each value is a key of its own."""
+    return rule.kind == "profile" and account_wide(rule)
+
+
 def derived_key_sql(account_wide_rules: list[str]) -> str:
-    """The key of a reduced sighting that has none: an account-wide profile's value, else the
-    entity ('' without one)."""
+    """The key of a reduced sighting that has none: an account-wide profile's value (after its
+    account, with ``scope: account``), else the entity ('' without one)."""
     if not account_wide_rules:
         return "coalesce(key, entity, '')"
     names = ", ".join(sql_string(n) for n in account_wide_rules)
     return (
-        f"coalesce(key, CASE WHEN rule IN ({names}) THEN coalesce(value, '') "
-        "ELSE coalesce(entity, '') END)"
+        f"coalesce(key, CASE WHEN rule IN ({names}) THEN "
+        "concat_ws('|', entity, coalesce(value, '')) ELSE coalesce(entity, '') END)"
     )
 
 
@@ -78,9 +126,11 @@ def _dedup_sql(rule: Rule, column_of) -> str | None:  # type: ignore[no-untyped-
 
 def _columns(rule: Rule, column_of) -> dict[str, str | None]:  # type: ignore[no-untyped-def]
     values = rule.values
+    entity = values.get("entity") or scope_column(rule)
+    value = values.get("value") if rule.kind == "profile" else values.get("top")
     return {
-        "entity": column_of(values["entity"]) if values.get("entity") else None,
-        "value": column_of(values["value"]) if rule.kind == "profile" else None,
+        "entity": column_of(entity) if entity else None,
+        "value": column_of(value) if value else None,
     }
 
 
@@ -89,8 +139,8 @@ def _sighting(
 ) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
     """(name, SQL) of a sighting's fields; ``column_of`` maps a result column to its SQL."""
     column = _columns(rule, column_of)
-    entity = None if account_wide(rule) else column["entity"]
-    day = f"unix_date(CAST({time} AS DATE))" if per_day(rule) else None
+    entity = column["entity"]
+    day = bucket_sql(rule, time)
     return [
         ("rule", sql_string(rule.name)),
         ("key", _key_sql(rule, _dedup_sql(rule, column_of))),
@@ -110,7 +160,7 @@ def _sighting(
 def _required(rule: Rule, column_of, time: str) -> str:  # type: ignore[no-untyped-def]
     """What a result row needs to be a sighting at all."""
     need = [f"{time} IS NOT NULL"]
-    if rule.kind == "profile" and rule.values.get("entity"):
+    if rule.kind in ("profile", "baseline") and rule.values.get("entity"):
         need.append(f"{column_of(rule.values['entity'])} IS NOT NULL")
     return " AND ".join(need)
 
@@ -164,7 +214,7 @@ def fused_pass_sql(
     sightings' events); alerts always carry theirs. A per-day profile's sightings leave their
     eventID out unless ``ids`` (a scope, read from the eventID, needs it)."""
     chosen = plan.fused if rules is None else rules
-    alerts = [r for r in chosen if r.kind != "profile"]
+    alerts = [r for r in chosen if r.kind != "profile"]  # and baselines: few rules match
     profiles = [r for r in chosen if r.kind == "profile"]
     parts = [_pass_sql(plan, events, chunk, profile_rows, True, ids) for chunk in _chunks(alerts)]
     if profiles:
@@ -209,7 +259,7 @@ def _pass_sql(
     events with 32 alert rules, building the sightings inside it took 14.4 s)."""
     flags = [f"__tsa_match_{i}" for i in range(len(chosen))]
     branches = ",\n  ".join(
-        _fused_branch(r, profile_rows or r.kind != "profile", flag, ids)
+        _fused_branch(r, profile_rows or r.kind == "alert", flag, ids)
         for r, flag in zip(chosen, flags, strict=True)
     )
     matches = "".join(
@@ -276,7 +326,7 @@ def solo_sql(plan: RulePlan) -> str:
 _REDUCED = "rule, scope, key, entity, value, eventTime, eventID, row, last, count"
 
 
-def _scoped(scope: str | None) -> str:
+def scoped(scope: str | None) -> str:
     return f"CAST({scope} AS STRING)" if scope else "''"
 
 
@@ -291,7 +341,7 @@ def reduce_fused_sql(sightings: str, scope: str | None = None) -> str:
     return (
         f"SELECT rule, scope, key, entity, value, first AS eventTime, "
         f"id AS eventID, row, last, count FROM (\n"
-        f"SELECT rule, {_scoped(scope)} AS scope, key, entity, value, day, "
+        f"SELECT rule, {scoped(scope)} AS scope, key, entity, value, day, "
         f"{event.format('eventID')} AS id, {event.format('row')} AS row, "
         f"{event.format('eventTime')} AS at, "
         "min(eventTime) AS first, max(eventTime) AS last, count(*) AS count\n"
@@ -306,7 +356,7 @@ def reduce_solo_sql(sightings: str, scope: str | None = None) -> str:
     return (
         f"SELECT rule, scope, key, entity, value, first.eventTime AS eventTime, "
         f"first.eventID AS eventID, first.row AS row, last, count FROM (\n"
-        f"SELECT rule, {_scoped(scope)} AS scope, key, entity, value, day, "
+        f"SELECT rule, {scoped(scope)} AS scope, key, entity, value, day, "
         f"{event.format('eventID')} AS id, {event.format('row')} AS same_row, "
         f"{event.format('eventTime')} AS at, "
         "min(named_struct('eventTime', eventTime, 'eventID', eventID, 'row', row)) AS first, "
@@ -334,7 +384,7 @@ def profile_rows_sql(plan: Plan, events: str, firsts: str, scope: str | None = N
         "first.row AS row, last, count FROM (\n"
         f"SELECT /*+ BROADCAST(f) */ {group}, "
         "min(named_struct('eventID', s.eventID, 'row', s.row)) AS first\n"
-        f"FROM {firsts} f JOIN (SELECT *, {_scoped(scope)} AS scope FROM (\n{passed}\n)) s\n"
+        f"FROM {firsts} f JOIN (SELECT *, {scoped(scope)} AS scope FROM (\n{passed}\n)) s\n"
         f"ON f.rule = s.rule AND f.scope = s.scope AND {same} AND f.eventTime = s.eventTime "
         "AND (f.eventID IS NULL OR f.eventID = s.eventID)\n"
         f"GROUP BY {group})"
@@ -343,11 +393,11 @@ def profile_rows_sql(plan: Plan, events: str, firsts: str, scope: str | None = N
 
 def starts_sql(reduced: str, rules: list[str]) -> str:
     """Where each account-wide profile's rows start (rows with or without a value: both start
-    its learning), per scope."""
+    its learning), per scope and account (the entity; NULL organization-wide)."""
     names = ", ".join(sql_string(r) for r in rules)
     return (
-        f"SELECT rule, scope, min(eventTime) AS start FROM {reduced} "
-        f"WHERE rule IN ({names}) GROUP BY rule, scope"
+        f"SELECT rule, scope, entity, min(eventTime) AS start FROM {reduced} "
+        f"WHERE rule IN ({names}) GROUP BY rule, scope, entity"
     )
 
 
@@ -370,11 +420,19 @@ def alert_rows_sql(rules: list[Rule], view: str) -> str:
     severity = case([(r.name, r.values.get("severity", "medium")) for r in rules])
     kind = case([(r.name, r.kind or "alert") for r in rules])
     noun = case([(r.name, "new " + r.values["value"]) for r in rules if r.kind == "profile"])
+    title = f"concat_ws(' ', concat(rule, ':'), entity, {noun}, value)"
+    baselines = [r.name for r in rules if r.kind == "baseline"]
+    if baselines:  # a bucket, not an event: its summary says what departed from what
+        names = ", ".join(sql_string(n) for n in baselines)
+        title = (
+            f"CASE WHEN rule IN ({names}) THEN concat_ws(' ', concat(rule, ':'), entity, "
+            f"get_json_object(details, '$.summary')) ELSE {title} END"
+        )
     return f"""
 SELECT {alert_id_sql("rule", "entity", "value", event_id="event_id")} AS alert_id,
   rule, {kind} AS kind, {severity} AS severity,
   event_id, event_time, entity, value, account, region, source_ip,
-  concat_ws(' ', concat(rule, ':'), entity, {noun}, value) AS title,
+  {title} AS title,
   details, batch AS batch_id, current_timestamp() AS created_at
 FROM {view}
 """

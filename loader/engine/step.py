@@ -19,14 +19,22 @@ import base64
 import datetime as dt
 import json
 import pickle
+import re
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from loader.alerts.model import SOURCES
-from loader.engine.sql import account_wide
-from loader.engine.state import DedupState, ProfileState, ThresholdState
+from loader.engine.sql import SCOPE_MARK, account_wide
+from loader.engine.state import (
+    BaselineSettings,
+    BaselineState,
+    DedupState,
+    Judgement,
+    ProfileState,
+    ThresholdState,
+)
 from loader.rules.model import Rule
 
 if TYPE_CHECKING:
@@ -58,6 +66,7 @@ class Observation:
     last: dt.datetime | None = None
     count: int = 1
     batch: int = 0
+    clock: dt.datetime | None = None  # the newest event seen when it was observed
 
     def fields(self) -> dict[str, Any]:
         parsed = json.loads(self.row) if self.row else {}
@@ -84,13 +93,21 @@ Candidate = tuple[Observation, dict[str, Any] | None, int | None]  # details, ev
 
 
 def apply_rule(
-    rule: Rule, observations: Sequence[Observation], store: dict[tuple[str, ...], Any]
+    rule: Rule,
+    observations: Sequence[Observation],
+    store: dict[tuple[str, ...], Any],
+    clock: dt.datetime | None = None,
+    judged: list[tuple[str | None, Judgement]] | None = None,
 ) -> list[Candidate]:
     """Apply one batch of a rule's observations (in (time, eventID) order) to the state in
-    ``store``; the alerts they raise, with a profile's details or a threshold's count."""
+    ``store``; the alerts they raise, with a profile's details or a threshold's count. A
+    baseline judges the buckets closed by ``clock`` (default: the observations' own) and
+    adds every judgement to ``judged``."""
     values = rule.values
     candidates: list[Candidate] = []
-    if rule.kind == "profile":
+    if rule.kind == "baseline":
+        candidates = _baseline(rule, observations, store, clock, judged)
+    elif rule.kind == "profile":
         for seen in observations:
             state = store.setdefault(("profile", rule.name, seen.entity or ""), ProfileState())
             if seen.start is not None and (state.start is None or seen.start < state.start):
@@ -124,6 +141,101 @@ def apply_rule(
     return [c for c in candidates if _kept(rule, c[0], store, window)]
 
 
+def _baseline(
+    rule: Rule,
+    observations: Sequence[Observation],
+    store: dict[tuple[str, ...], Any],
+    clock: dt.datetime | None,
+    judged: list[tuple[str | None, Judgement]] | None,
+) -> list[Candidate]:
+    settings = BaselineSettings.of(rule.values)
+    if clock is None:
+        clock = max((s.clock for s in observations if s.clock is not None), default=None)
+    found: list[tuple[str | None, Judgement]] = []
+    for seen in observations:
+        state = store.setdefault(("baseline", rule.name, seen.entity or ""), BaselineState())
+        found += [
+            (seen.entity, j)
+            for j in state.add(seen.time, seen.last, seen.value, seen.count, settings)
+        ]
+    for key, state in store.items():
+        if len(key) == 3 and key[0] == "baseline" and key[1] == rule.name and clock is not None:
+            found += [(key[2] or None, j) for j in state.judge(clock, settings)]
+    if judged is not None:
+        judged += found
+    batch = max((s.batch for s in observations), default=0)
+    return [
+        (_judgement_observation(entity, j, settings, batch), _judgement_details(rule, j, settings), None)
+        for entity, j in found
+        if j.alert
+    ]
+
+
+def _judgement_observation(
+    entity: str | None, judgement: Judgement, settings: BaselineSettings, batch: int
+) -> Observation:
+    start = settings.start(judgement.bucket)
+    return Observation(entity, start.isoformat(sep=" "), start, None, None, batch=batch)  # type: ignore[arg-type]
+
+
+def _judgement_details(rule: Rule, j: Judgement, settings: BaselineSettings) -> dict[str, Any]:
+    start, end = settings.start(j.bucket), settings.start(j.bucket + 1)
+    days = settings.history * settings.bucket / 86400
+    noun = rule.values.get("top") or "value"
+    top = [{"value": v or None, "count": n} for v, n in j.top]
+    summary = (
+        f"{j.count:,} rows in {_span(settings.bucket)} from {start:%Y-%m-%d %H:%M} UTC; "
+        f"usual {_number(j.median)} (p95 {_number(j.p95)}, max {j.maximum:,}) over "
+        f"{_number(days)} days"
+    )
+    if top and top[0]["value"] is not None:
+        summary += f"; mostly {top[0]['value']} ({top[0]['count']:,})"
+    return {
+        "summary": summary,
+        "bucket_start": start.isoformat(), "bucket_end": end.isoformat(),
+        "bucket_seconds": settings.bucket, "count": j.count,
+        "baseline": {
+            "median": j.median, "mad": j.mad, "p95": j.p95, "max": j.maximum,
+            "buckets": j.buckets, "spread": round(j.spread, 3),
+        },
+        "deviation": round(j.score or 0.0, 2), "deviation_allowed": settings.deviation,
+        "threshold": round(j.median + settings.deviation * j.spread, 2),
+        "min_count": settings.min_count,
+        "top": {"column": noun, "values": top},
+        "first_event_time": j.first.isoformat() if j.first else None,
+        "last_event_time": j.last.isoformat() if j.last else None,
+    }  # fmt: skip
+
+
+def _span(seconds: int) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            n = seconds // size
+            return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
+    return f"{seconds} s"
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
+def baseline_records(
+    rule: Rule, judged: list[tuple[str | None, Judgement]], batch: int
+) -> list[tuple[Any, ...]]:
+    """The step's "baseline" rows: each judged bucket's count against its baseline (the
+    runner keeps them in profile_baseline_log)."""
+    settings = BaselineSettings.of(rule.values)
+    out = []
+    for entity, j in judged:
+        details = {"median": j.median, "p95": j.p95, "max": j.maximum, "buckets": j.buckets,
+                   "score": None if j.score is None else round(j.score, 3), "alert": j.alert}
+        out.append((
+            "baseline", rule.name, entity, None, None, settings.start(j.bucket), None, None,
+            None, json.dumps(details), None, None, j.count, batch,
+        ))  # fmt: skip
+    return out
+
+
 def _kept(rule: Rule, seen: Observation, store: dict[tuple[str, ...], Any], window: float) -> bool:
     keys = rule.values.get("dedup_key")
     if keys:  # as concat_ws joins them: NULLs left out
@@ -150,21 +262,48 @@ def alert_records(rule: Rule, candidates: list[Candidate]) -> list[tuple[Any, ..
                 body.pop("recent_values", None)
             if body.get("last_seen_before") is not None:
                 body["last_seen_before"] = body["last_seen_before"].isoformat()
+        elif rule.kind == "baseline":
+            body = dict(details or {})
         elif rule.values.get("threshold"):
             window = int(rule.values["window"])
             body = {"event": event, "events_in_window": in_window, "window_seconds": window}
         else:
             body = event
+        if account_wide(rule):
+            body["scope"] = rule.values.get("scope") or "account"
         credit = attribution(rule)
         if credit:  # the event's own columns stay apart from the rule's attribution
-            body = {**(body if "event" in body else {"event": body}), **credit}
+            body = {**(body if "event" in body or rule.kind == "baseline" else {"event": body}),
+                    **credit}  # fmt: skip
+        account = text(_first(lowered, SOURCES["account"]))
+        source_ip = text(_first(lowered, SOURCES["source_ip"]))
+        if rule.kind == "baseline":
+            account, source_ip = _entity_account(rule, seen.entity), _entity_address(seen.entity)
         out.append((
             "alert", rule.name, seen.entity, seen.value, seen.event_id, seen.time,
-            text(_first(lowered, SOURCES["account"])), text(_first(lowered, SOURCES["region"])),
-            text(_first(lowered, SOURCES["source_ip"])),
+            account, text(_first(lowered, SOURCES["region"])), source_ip,
             json.dumps(body, default=str, sort_keys=True), None, None, None, seen.batch,
         ))  # fmt: skip
     return out
+
+
+_ARN_ACCOUNT = re.compile(r"^arn:[^:]*:[^:]*:[^:]*:(\d{12}):")
+_ADDRESS = re.compile(r"^(\d{1,3}(\.\d{1,3}){3}|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*)$")
+
+
+def _entity_account(rule: Rule, entity: str | None) -> str | None:
+    """A baseline alert's account: the entity of an account-wide baseline, the account in an
+    ARN entity; else unknown (a bucket holds many events)."""
+    if entity is None:
+        return None
+    if account_wide(rule):
+        return entity
+    found = _ARN_ACCOUNT.match(entity)
+    return found.group(1) if found else None
+
+
+def _entity_address(entity: str | None) -> str | None:
+    return entity if entity and _ADDRESS.match(entity) else None
 
 
 ATTRIBUTION = ("author", "source", "sigma_id", "license")
@@ -189,18 +328,18 @@ def state_records(
     touched = {
         (seen.entity or "", seen.value): None for seen in observations if seen.value is not None
     }
-    wide = account_wide(rule)
     out = []
-    for (kind, name, entity), item in store.items():
-        if kind != "profile" or name != rule.name or not isinstance(item, ProfileState):
+    for key, item in store.items():
+        if not isinstance(item, ProfileState) or key[:2] != ("profile", rule.name):
             continue
+        entity = key[2]
         for value in item.compact(latest, float(rule.values["expire"])):
             touched.pop((entity, value), None)
-            out.append(_state_record(rule, None if wide else entity, value, None, batch))
+            out.append(_state_record(rule, entity or None, value, None, batch))
         for touched_entity, value in touched:
             if touched_entity == entity and value in item.values:
                 seen = item.values[value]
-                out.append(_state_record(rule, None if wide else entity, value, seen, batch))
+                out.append(_state_record(rule, entity or None, value, seen, batch))
     return out
 
 
@@ -227,13 +366,13 @@ def observations_of(frame: pd.DataFrame) -> list[Observation]:
     frame = frame.sort_values(["eventTime", "eventID", "row"], kind="stable", na_position="first")
     out = []
     columns = ("entity", "value", "eventID", "row", "count", "batch")
-    times = [_times(frame[c]) for c in ("eventTime", "start", "last")]
-    for (entity, value, event_id, row, count, batch), time, start, last in zip(
+    times = [_times(frame[c]) for c in ("eventTime", "start", "last", "clock")]
+    for (entity, value, event_id, row, count, batch), time, start, last, clock in zip(
         zip(*(frame[c] for c in columns), strict=True), *times, strict=True
     ):
         out.append(Observation(
             _none(entity), _none(value), time, event_id, _none(row), start, last,
-            1 if count is None or count != count else int(count), int(batch),
+            1 if count is None or count != count else int(count), int(batch), clock,
         ))  # fmt: skip
     return out
 
@@ -253,13 +392,30 @@ def _none(value: Any) -> Any:
 
 
 def apply_frame(
-    rule: Rule, frame: pd.DataFrame, store: dict[tuple[str, ...], Any], with_state: bool
+    rule: Rule,
+    frame: pd.DataFrame,
+    store: dict[tuple[str, ...], Any],
+    with_state: bool,
+    clock: dt.datetime | None = None,
+    batch: int = 0,
 ) -> list[tuple[Any, ...]]:
-    """STEP_SCHEMA rows for one key's observations (``frame``) applied to ``store``."""
+    """STEP_SCHEMA rows for one key's observations (``frame``, maybe empty: a baseline's
+    buckets closed by ``clock``) applied to ``store``."""
     observations = observations_of(frame)
-    out = alert_records(rule, apply_rule(rule, observations, store))
+    if observations:
+        batch = max(seen.batch for seen in observations)
+    judged: list[tuple[str | None, Judgement]] = []
+    candidates = apply_rule(rule, observations, store, clock, judged)
+    keys = frame["key"] if len(frame) else []
+    scope = next((k.split(SCOPE_MARK)[0] for k in keys[:1] if k and SCOPE_MARK in k), None)
+    for seen, _, _ in candidates:
+        seen.batch = batch
+        if rule.kind == "baseline" and scope is not None:  # rule tests: whose case it is
+            seen.event_id = f"{scope}{SCOPE_MARK}"
+    out = alert_records(rule, candidates)
     if with_state:
         out += state_records(rule, observations, store)
+        out += baseline_records(rule, judged, batch)
     return out
 
 
@@ -308,6 +464,9 @@ def stream_step(rules: Sequence[Rule], strict: bool = False, status: str | None 
 
     def step(key: tuple[str, str], frames: Iterator[pd.DataFrame], state) -> Iterator[pd.DataFrame]:  # type: ignore[no-untyped-def]
         _quiet_concat()
+        if state.hasTimedOut:  # a baseline's bucket closed, or its state is due to go
+            yield from _timed_out(by_name.get(key[0]), state)
+            return
         frame = pd.concat(list(frames))
         if status is not None and key[0] == status:
             out = [("status", status, None, None, None, None, None, None, None, raw,
@@ -326,8 +485,57 @@ def stream_step(rules: Sequence[Rule], strict: bool = False, status: str | None 
                 raise
             yield pd.DataFrame([_error(rule, exc, int(frame["batch"].max()))], columns=STEP_COLUMNS)
             return
+        if rule.kind == "baseline":
+            store[_BATCH] = max(int(frame["batch"].max()), store.get(_BATCH, 0))
+            _due(rule, store, state)
         state.update((base64.b64encode(pickle.dumps(store)).decode("ascii"),))
         if out:  # nothing to yield is fine, and spares pandas an empty concat
             yield pd.DataFrame(out, columns=STEP_COLUMNS)
 
     return step
+
+
+_BATCH = ("batch",)  # in a baseline's store: the newest observe batch that reached it
+
+
+def _due(rule: Rule, store: dict[Any, Any], state) -> None:  # type: ignore[no-untyped-def]
+    """Ask Spark to call the key again when the clock (its event-time watermark) passes the
+    baseline's next closing bucket or the time to forget it."""
+    settings = BaselineSettings.of(rule.values)
+    dues = [s.next_due(settings) for k, s in store.items() if k != _BATCH and k[0] == "baseline"]
+    due = min((d for d in dues if d is not None), default=None)
+    if due is None:
+        return
+    millis = int((due - dt.datetime(1970, 1, 1)).total_seconds() * 1000)
+    watermark = state.getCurrentWatermarkMs()
+    state.setTimeoutTimestamp(max(millis, watermark + 1))
+
+
+def _timed_out(rule: Rule | None, state) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+    """A baseline key Spark calls back without rows: judge what the clock closed (the clock
+    is the watermark: the newest event time seen, less Spark's 1 ms delay); forget the key
+    when its rows are all older than its history."""
+    import pandas as pd
+
+    if rule is None or not state.exists:
+        state.remove()
+        return
+    store = pickle.loads(base64.b64decode(state.get[0]))
+    clock = dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=state.getCurrentWatermarkMs() + 1)
+    settings = BaselineSettings.of(rule.values)
+    frame = pd.DataFrame({c: [] for c in _OBSERVATION_COLUMNS})
+    out = apply_frame(rule, frame, store, True, clock, int(store.get(_BATCH, 0)))
+    states = [s for k, s in store.items() if k != _BATCH and k[0] == "baseline"]
+    if all(not s.tops and (s.last is None or clock > s.forget_at(settings)) for s in states):
+        state.remove()
+    else:
+        _due(rule, store, state)
+        state.update((base64.b64encode(pickle.dumps(store)).decode("ascii"),))
+    if out:
+        yield pd.DataFrame(out, columns=STEP_COLUMNS)
+
+
+_OBSERVATION_COLUMNS = (
+    "rule", "key", "entity", "value", "eventTime", "eventID", "row", "start", "last", "count",
+    "batch", "clock",
+)  # fmt: skip

@@ -142,6 +142,8 @@ def _scheduled(rule: Rule, body: str, every: int) -> str:
         )
     if rule.kind == "alert":
         return f"SELECT *\nFROM (\n{body}\n) AS r\nWHERE eventTime >= {since}"
+    if rule.kind == "baseline":
+        return _baseline(rule, body, every)
     history, learning = _seconds(values["expire"]), _seconds(values.get("learning") or 0)
     entity = values.get("entity")
     entity_sql = f"CAST({entity} AS varchar)" if entity else "'all'"
@@ -159,6 +161,63 @@ def _scheduled(rule: Rule, body: str, every: int) -> str:
         f"WHERE f.first_seen >= {since}\n"
         f"  AND f.first_seen >= s.learning_from + INTERVAL '{learning}' SECOND"
     )
+
+
+def _baseline(rule: Rule, body: str, every: int) -> str:
+    """The buckets that closed (their end plus ``lateness``) in the last period, each against
+    its entity's buckets within ``history`` before it, empty ones as zero from the entity's
+    first row in that window: the same robust z-score as the engine (README), the entity's age
+    measured within the window."""
+    values = rule.values
+    size, late = _seconds(values["bucket"]), _seconds(values["lateness"])
+    history, learning = _seconds(values["history"]), _seconds(values["min_history"])
+    entity = values.get("entity") or _account(rule)
+    entity_sql = f"CAST({entity} AS varchar)" if entity else "'all'"
+    span = history + size + late + every
+    median = (
+        "IF(cardinality({a}) = 0, 0e0, IF(cardinality({a}) % 2 = 1, "
+        "CAST(element_at({a}, cardinality({a}) / 2 + 1) AS double), "
+        "(element_at({a}, cardinality({a}) / 2) + element_at({a}, cardinality({a}) / 2 + 1)) / 2e0))"
+    )
+    return (
+        f"WITH r AS (\n{body}\n),\n"
+        f"c AS (SELECT {entity_sql} AS entity, "
+        f"from_unixtime(floor(to_unixtime(eventTime) / {size}) * {size}) AS bucket_start, "
+        "count(*) AS n FROM r "
+        f"WHERE eventTime >= current_timestamp - INTERVAL '{span}' SECOND GROUP BY 1, 2),\n"
+        "f AS (SELECT entity, min(bucket_start) AS first_bucket FROM c GROUP BY 1),\n"
+        f"cur AS (SELECT * FROM c WHERE bucket_start + INTERVAL '{size + late}' SECOND "
+        "<= current_timestamp "
+        f"AND bucket_start + INTERVAL '{size + late}' SECOND > "
+        f"current_timestamp - INTERVAL '{every}' SECOND),\n"
+        "h AS (SELECT cur.entity, cur.bucket_start, cur.n, f.first_bucket, "
+        "coalesce(array_agg(p.n) FILTER (WHERE p.n IS NOT NULL), ARRAY[]) AS active, "
+        "CAST(date_diff('second', greatest(f.first_bucket, cur.bucket_start - "
+        f"INTERVAL '{history}' SECOND), cur.bucket_start) / {size} AS integer) AS k\n"
+        "FROM cur JOIN f ON f.entity = cur.entity LEFT JOIN c p ON p.entity = cur.entity "
+        "AND p.bucket_start < cur.bucket_start "
+        f"AND p.bucket_start >= cur.bucket_start - INTERVAL '{history}' SECOND\n"
+        "GROUP BY cur.entity, cur.bucket_start, cur.n, f.first_bucket),\n"
+        "s AS (SELECT entity, bucket_start, n, first_bucket, array_sort(concat(active, "
+        "repeat(BIGINT '0', greatest(k - cardinality(active), 0)))) AS a FROM h),\n"
+        f"m AS (SELECT *, {median.format(a='a')} AS median, "
+        "IF(cardinality(a) = 0, 0, element_at(a, greatest(1, CAST(ceil(0.95e0 * cardinality(a)) "
+        "AS integer)))) AS p95 FROM s),\n"
+        "v AS (SELECT *, array_sort(transform(a, x -> abs(x - median))) AS deviations FROM m),\n"
+        f"d AS (SELECT *, {median.format(a='deviations')} AS mad FROM v),\n"
+        "z AS (SELECT *, greatest(1.4826e0 * mad, (p95 - median) / 1.645e0, sqrt(median), 1e0) "
+        "AS spread FROM d)\n"
+        "SELECT entity, bucket_start, n AS count, median, p95, mad, spread, "
+        "(n - median) / spread AS deviation FROM z\n"
+        f"WHERE n >= {int(values['min_count'])} AND (n - median) / spread > {float(values['deviation'])}\n"
+        f"  AND bucket_start >= first_bucket + INTERVAL '{learning}' SECOND"
+    )
+
+
+def _account(rule: Rule) -> str | None:
+    from loader.engine.sql import scope_column
+
+    return scope_column(rule)
 
 
 def export_rule(rule: Rule, database: str, every: int) -> ExportedRule:

@@ -14,7 +14,10 @@ from typing import Any
 from loader.durations import parse_duration
 from loader.errors import ConfigError
 
-KINDS = ("alert", "profile")
+KINDS = ("alert", "profile", "baseline")
+SCOPES = ("account", "organization")
+# where `scope: account` reads an account-wide rule's account, first match in its result
+ACCOUNT_COLUMNS = ("recipientAccountId", "account")
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -69,6 +72,16 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _number(text: str) -> float:
+    try:
+        number = float(text)
+    except ValueError:
+        number = -1.0
+    if not number > 0 or number != number or number == float("inf"):
+        raise BadValue("expected a number greater than 0, such as 5 or 3.5")
+    return number
+
+
 def _tags(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
@@ -87,11 +100,19 @@ KEYS: dict[str, Key] = {
     key.name: key
     for key in (
         Key("name", KINDS, _name, "the rule's name; must equal the file name without .sql", KINDS),
-        Key("kind", KINDS, _choice(KINDS), "`alert` (each row is an alert) or `profile` (alert on a value new for its entity)", KINDS),
+        Key("kind", KINDS, _choice(KINDS), "`alert` (each row is an alert), `profile` (alert on a value new for its entity) or `baseline` (alert when an entity's rows per bucket depart from its own history)", KINDS),
         Key("description", KINDS, _text, "what the rule detects, one sentence", KINDS),
         Key("severity", KINDS, _choice(SEVERITIES), "info, low, medium, high or critical", KINDS),
-        Key("entity", KINDS, _column, "result column naming who or what acted (a profile without it is account-wide)"),
+        Key("entity", KINDS, _column, "result column naming who or what acted (a profile or baseline without it is account-wide: see `scope`)"),
         Key("value", ("profile",), _column, "result column holding the profiled value", ("profile",)),
+        Key("scope", ("profile", "baseline"), _choice(SCOPES), "for a rule without `entity`: `account` (default: one profile or baseline per account, read from the result's `recipientAccountId` or `account` column) or `organization` (one for all accounts together)", (), "account"),
+        Key("bucket", ("baseline",), _duration, "baseline: count the entity's result rows per bucket of this length", (), 3600.0),
+        Key("history", ("baseline",), _duration, "baseline: the entity's buckets within this window before the current one are its baseline", (), 30 * 86400.0),
+        Key("min_history", ("baseline",), _duration, "baseline: no alert until the entity's first row is this long before the bucket (learning)", (), 7 * 86400.0),
+        Key("min_count", ("baseline",), _positive_int, "baseline: never alert on fewer rows than this in a bucket", (), 50),
+        Key("deviation", ("baseline",), _number, "baseline: alert when the bucket's robust z-score (count - median) / spread exceeds this (README: the formula)", (), 5.0),
+        Key("top", ("baseline",), _column, "baseline: result column whose most frequent values in the bucket the alert lists (e.g. eventName)"),
+        Key("lateness", ("baseline",), _duration, "baseline: a bucket is judged once the newest event seen is this long past its end (CloudTrail delivers files 5-15 minutes after the calls)", (), 1800.0),
         Key("learning", ("profile",), _duration, "no alert while the entity (or, account-wide, the profile) is younger than this", (), 14 * 86400.0),
         Key("expire", ("profile",), _duration, "a value not seen for this long is forgotten", (), 180 * 86400.0),
         Key("dedup", KINDS, _duration, "one alert per dedup key within this window", (), 0.0),

@@ -142,6 +142,20 @@ def _check_required(rule: Rule, problems: list[Problem]) -> None:
         )
     if "threshold" in rule.values and "window" not in rule.values:
         problems.append(Problem(rule.path, 1, 1, "'threshold' needs a 'window'"))
+    if kind == "baseline":
+        _check_baseline(rule, problems)
     for key in KEYS.values():
         if key.name not in rule.values and key.default is not None and kind in key.kinds:
             rule.values[key.name] = key.default
+
+
+def _check_baseline(rule: Rule, problems: list[Problem]) -> None:
+    """Buckets that tile a UTC day (so they start on the hour or the day) and a history of
+    at least two of them."""
+    bucket = rule.values.get("bucket", KEYS["bucket"].default)
+    history = rule.values.get("history", KEYS["history"].default)
+    if bucket < 60 or (86400 % bucket and bucket % 86400):
+        problems.append(Problem(rule.path, 1, 1, "bucket: use a length that divides a day "
+                                "(e.g. 5 minutes, 1 hour, 6 hours) or whole days"))
+    elif history < 2 * bucket:
+        problems.append(Problem(rule.path, 1, 1, "history must hold at least two buckets"))

@@ -7,7 +7,10 @@ and how many alerts each case must raise, run by pytest and by ``python -m loade
     ]}
 
 A case may also list the alerts it expects exactly: ``"expect": [{"entity": "...",
-"value": "..."}]``. Events go through the same typing as the ``cloudtrail`` view (they are
+"value": "..."}]``. A baseline's case needs weeks of history: an element of ``events`` may
+stand for a series, ``{"repeat": {"times": 192, "every": "1 hour", "each": 3}, "event": {...}}``:
+``each`` copies of the event (a second apart) every ``every`` from its eventTime, ``times``
+times, their eventIDs suffixed ``-i-j``. Events go through the same typing as the ``cloudtrail`` view (they are
 stored as raw JSON and parsed by the view's SQL), so a rule sees in a test what it sees in
 production. Unless GeoIP/Tor sources are given, the sample's databases and Tor list are used:
 test events take their addresses from the sample's networks (see the README).
@@ -92,8 +95,49 @@ def load_cases(path: Path) -> tuple[list[Case], list[Problem]]:
             problems.append(Problem(str(path), 1, 1, f"case {number}: needs 'alerts': a number"))
             continue
         name = str(raw.get("name") or f"case {number}")
-        cases.append(Case(name, raw["events"], raw["alerts"], raw.get("expect")))
+        try:
+            events = [e for item in raw["events"] for e in _expanded(item)]
+        except ValueError as exc:
+            problems.append(Problem(str(path), 1, 1, f"case {number} ({name}): {exc}"))
+            continue
+        cases.append(Case(name, events, raw["alerts"], raw.get("expect")))
     return cases, problems
+
+
+MAX_SERIES = 100_000
+
+
+def _expanded(item: Any) -> list[Any]:
+    """An element of a case's events: an event, or a series of copies of one (``repeat``)."""
+    import datetime as dt
+
+    from loader.durations import parse_duration
+    from loader.errors import ConfigError
+
+    if not isinstance(item, dict) or "repeat" not in item:
+        return [item]
+    repeat, event = item.get("repeat"), item.get("event")
+    if not isinstance(repeat, dict) or not isinstance(event, dict):
+        raise ValueError('a series is {"repeat": {"times": N, "every": "1 hour", "each": K}, '
+                         '"event": {...}}')  # fmt: skip
+    times, each = repeat.get("times"), repeat.get("each", 1)
+    if not isinstance(times, int) or not isinstance(each, int) or times < 1 or each < 1:
+        raise ValueError("repeat: 'times' and 'each' must be whole numbers of at least 1")
+    if times * each > MAX_SERIES:
+        raise ValueError(f"repeat: at most {MAX_SERIES:,} events in a series")
+    try:
+        every = parse_duration(str(repeat.get("every", "1 hour")))
+        start = dt.datetime.fromisoformat(str(event["eventTime"]).replace("Z", "+00:00"))
+    except (ConfigError, KeyError, ValueError) as exc:
+        raise ValueError(f"repeat: needs 'every' (a duration) and an event with eventTime: {exc}")
+    start = start.replace(tzinfo=None)
+    out = []
+    for i in range(times):
+        for j in range(each):
+            moment = start + dt.timedelta(seconds=i * every + j)
+            out.append({**event, "eventTime": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "eventID": f"{event.get('eventID', 'ev')}-{i}-{j}"})  # fmt: skip
+    return out
 
 
 def register_events(

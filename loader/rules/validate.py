@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from loader.rules.errors import Problem
+from loader.rules.keys import ACCOUNT_COLUMNS
 from loader.rules.model import Rule, read_rule
 from loader.rules.schema import event_columns, known_functions
 
 EVENTS = "cloudtrail"
 SQL = Path(__file__).resolve().parents[2] / "sql"
-BUNDLED = (SQL / "alerts", SQL / "profiles")
+BUNDLED = (SQL / "alerts", SQL / "profiles", SQL / "baselines")
 REQUIRED_OUTPUT = ("eventTime", "eventID")  # the event an alert points to
 
 
@@ -198,9 +199,19 @@ def _check_outputs(checker: _Checker, tree: Any) -> None:
     if any(isinstance(e, _exp().Star) for e in getattr(tree, "expressions", [])):
         return
     outputs = {name.lower() for name in tree.named_selects}
-    wanted = [(k, v) for k in ("entity", "value") if isinstance(v := rule.values.get(k), str)]
+    wanted = [(k, v) for k in ("entity", "value", "top") if isinstance(v := rule.values.get(k), str)]
     wanted += [("dedup_key", v) for v in rule.values.get("dedup_key") or ()]
     wanted += [("required", v) for v in REQUIRED_OUTPUT]
+    if "scope" in rule.given and rule.values.get("scope") == "account" and not any(
+        c.lower() in outputs for c in ACCOUNT_COLUMNS
+    ):
+        if rule.values.get("entity"):
+            checker.at_start("'scope' applies to a rule without 'entity': remove one of them")
+        else:
+            checker.at_start(
+                "scope: account splits the rule by account, but the result has no column "
+                f"{' or '.join(ACCOUNT_COLUMNS)}: add recipientAccountId to the SELECT list"
+            )
     for key, column in wanted:
         if column.lower() not in outputs:
             why = "every alert points to its event" if key == "required" else f"'{key}' names it"

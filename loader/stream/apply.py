@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 STATE_LOG = "profile_state_log"
 STATE_VIEW = "profile_state"
+BASELINE_LOG = "profile_baseline_log"
+BASELINE_VIEW = "profile_baselines"
+CLOSED = -1  # a status line's batch for alerts of buckets closed with no batch of their own
 STATE_PARTITIONS_CONF = "spark.tsa.run.statePartitions"
 STATE_PARTITIONS_PER_CORE = 4  # the default
 
@@ -58,6 +61,8 @@ class BatchStatus:
         lag = ""
         if self.newest_event is not None:
             lag = f", lag {(now - self.newest_event).total_seconds():,.0f} s"
+        if self.batch == CLOSED:
+            return f"buckets closed: alerts {sum(self.alerts.values())} ({rules}), new {self.added}"
         line = (
             f"batch {self.batch}: events {self.events:,}, files {self.files:,}, "
             f"alerts {sum(self.alerts.values())} ({rules}), new {self.added}, "
@@ -81,6 +86,18 @@ def profile_state_ddl(db: str) -> list[str]:
         "SELECT rule, entity, value, first_seen, last_seen, seen_count, updated_at FROM ("
         "SELECT *, row_number() OVER (PARTITION BY rule, entity, value ORDER BY batch_id DESC) "
         f"AS version FROM {db}.{STATE_LOG}) WHERE version = 1 AND seen_count > 0",
+        f"CREATE TABLE IF NOT EXISTS {db}.{BASELINE_LOG} (rule STRING, entity STRING, "
+        "bucket_start TIMESTAMP, count BIGINT, median DOUBLE, p95 DOUBLE, maximum BIGINT, "
+        "buckets BIGINT, score DOUBLE, alerted BOOLEAN, batch_id BIGINT, updated_at TIMESTAMP) "
+        "USING parquet COMMENT 'Baseline rules: each closed bucket of each entity as run "
+        "judged it'",
+        f"CREATE OR REPLACE VIEW {db}.{BASELINE_VIEW} "
+        "COMMENT 'Baselines: per rule, entity and closed bucket, its count and the baseline "
+        "it was judged against (median, p95, maximum over its history, the robust z-score)' AS "
+        "SELECT rule, entity, bucket_start, count, median, p95, maximum, buckets, score, alerted, "
+        "updated_at FROM (SELECT *, row_number() OVER (PARTITION BY rule, entity, bucket_start "
+        f"ORDER BY batch_id DESC, updated_at DESC) AS version FROM {db}.{BASELINE_LOG}) "
+        "WHERE version = 1",
     ]
 
 
@@ -114,6 +131,26 @@ def _write_state(session: SparkSession, rows: DataFrame, db: str, batch_id: int)
     new.selectExpr("*", "current_timestamp() AS updated_at").write.insertInto(table)
 
 
+def _write_baselines(session: SparkSession, rows: DataFrame, db: str, batch_id: int) -> None:
+    """Append the batch's judged buckets the log does not hold yet (a replay completes)."""
+    table = f"{db}.{BASELINE_LOG}"
+    session.catalog.refreshTable(table)
+    schema = (
+        "median double, p95 double, max bigint, buckets bigint, score double, alert boolean"
+    )
+    entries = rows.selectExpr(
+        "rule", "entity", "event_time AS bucket_start", "seen_count AS count",
+        f"from_json(details, '{schema}') AS d",
+    ).selectExpr(
+        "rule", "entity", "bucket_start", "count", "d.median", "d.p95", "d.max AS maximum",
+        "d.buckets", "d.score", "d.alert AS alerted", f"CAST({int(batch_id)} AS BIGINT) AS batch_id",
+    )  # fmt: skip
+    logged = session.table(table).where(f"batch_id = {int(batch_id)}")
+    same = [entries[c].eqNullSafe(logged[c]) for c in ("rule", "entity", "bucket_start")]
+    new = entries.join(logged.select("rule", "entity", "bucket_start"), same, "left_anti")
+    new.selectExpr("*", "current_timestamp() AS updated_at").write.insertInto(table)
+
+
 def start_apply(
     spark: SparkSession,
     rules: list[Rule],
@@ -130,18 +167,23 @@ def start_apply(
 
     root = Folder(spark, checkpoint)
     observations = Folder(spark, root.child(OBSERVATIONS))
+    # The watermark is on the clock (the newest event time observe had seen when it wrote a
+    # row), never on eventTime: no row is ever late for it (each batch's clock is at least the
+    # last one, the delay keeps equal clocks in), and it tells the baselines' keys, called back
+    # by their event-time timeouts, how far time has gone.
     rows = (
         spark.readStream.schema(OBSERVATION_SCHEMA)
         .option("recursiveFileLookup", "true")
         .option("pathGlobFilter", "*.parquet")
         .parquet(observations.path)
+        .withWatermark("clock", "1 millisecond")
     )
     step_rows = rows.groupBy("rule", "key").applyInPandasWithState(
         stream_step(rules, strict, STATUS_RULE),
         STEP_SCHEMA,
         STATE_SCHEMA,
         "append",
-        GroupStateTimeout.NoTimeout,
+        GroupStateTimeout.EventTimeTimeout,
     )
     # The state's partitions are fixed when the checkpoint is created: Spark's default of 200
     # would make every batch, however small, open and commit 200 state stores.
@@ -160,13 +202,19 @@ def start_apply(
             "record", "rule", "batch",
             "CASE WHEN record IN ('status', 'error') THEN details END AS details",
         )  # fmt: skip
-        state_rows = 0
+        state_rows = baseline_rows = 0
         counted = batch.selectExpr(*columns).groupBy("record", "rule", "batch", "details")
-        for row in counted.count().collect():
+        found = counted.count().collect()
+        reported = {row.batch for row in found if row.record == "status"}
+        for row in found:
             if row.record == "state":
                 state_rows += row["count"]
                 continue
-            status = statuses.setdefault(row.batch, BatchStatus(row.batch))
+            if row.record == "baseline":
+                baseline_rows += row["count"]
+                continue
+            number = row.batch if row.batch in reported else CLOSED
+            status = statuses.setdefault(number, BatchStatus(number))
             if row.record == "alert":
                 status.alerts[row.rule] += row["count"]
             elif row.record == "error":
@@ -180,6 +228,8 @@ def start_apply(
                     status.newest_event = dt.datetime.fromisoformat(summary["newest"])
         if state_rows:
             _write_state(session, batch.where("record = 'state'"), database, batch_id)
+        if baseline_rows:
+            _write_baselines(session, batch.where("record = 'baseline'"), database, batch_id)
         added = 0
         if any(status.alerts for status in statuses.values()):
             scratch = Scratch(session)
@@ -193,7 +243,8 @@ def start_apply(
                 on_alerts()
         for number, status in sorted(statuses.items()):
             status.added = added if number == max(statuses) else 0
-            report(status.render())
+            if number != CLOSED or status.alerts:
+                report(status.render())
 
     clean(spark, root.child(APPLY), report)
     writer = step_rows.writeStream.foreachBatch(apply).queryName("tsa-apply")

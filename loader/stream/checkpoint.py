@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from loader.errors import TsaError
@@ -24,9 +25,10 @@ if TYPE_CHECKING:
 OBSERVE, OBSERVATIONS, APPLY = "observe", "observations", "state"
 STARTS_FILE = "_starts.json"
 ENGINE_FILE = "engine.json"
+# 3: observations carry the clock (baselines), account-wide profiles are kept per account
 # 2: observations carry entity and value, one row per rule, key, entity, value and day, made by
 # the fused rule engine (1: one query per rule, entity and value read from the row)
-ENGINE_VERSION = 2
+ENGINE_VERSION = 3
 
 
 class Folder:
@@ -106,14 +108,32 @@ def batch_folder(batch: int) -> str:
     return f"batch-{batch:09d}"
 
 
-def previous_starts(folder: Folder, batch: int) -> dict[str, dt.datetime]:
-    """Where each account-wide profile's learning started, as of the last written batch."""
+@dataclass
+class Carried:
+    """What one observe batch hands the next: where each account-wide profile's learning
+    started (per rule and account, None organization-wide) and the newest event time seen."""
+
+    starts: dict[tuple[str, str | None], dt.datetime] = field(default_factory=dict)
+    clock: dt.datetime | None = None
+
+    def text(self) -> str:
+        return json.dumps({
+            "starts": sorted([rule, who, at.isoformat(sep=" ")]
+                             for (rule, who), at in self.starts.items()),
+            "clock": self.clock.isoformat(sep=" ") if self.clock else None,
+        })  # fmt: skip
+
+
+def previous_carried(folder: Folder, batch: int) -> Carried:
+    """What the last written batch before ``batch`` handed on."""
     done = sorted(n for n in folder.names() if n.startswith("batch-") and n < batch_folder(batch))
     for name in reversed(done):
         if folder.exists(f"{name}/{STARTS_FILE}"):
             stored = json.loads(folder.read_text(f"{name}/{STARTS_FILE}"))
-            return {rule: dt.datetime.fromisoformat(moment) for rule, moment in stored}
-    return {}
+            starts = {(rule, who): dt.datetime.fromisoformat(at) for rule, who, at in stored["starts"]}
+            clock = stored.get("clock")
+            return Carried(starts, dt.datetime.fromisoformat(clock) if clock else None)
+    return Carried()
 
 
 def check_engine(root: Folder) -> None:

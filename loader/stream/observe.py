@@ -18,7 +18,7 @@ from loader.engine.evaluate import cache_events
 from loader.engine.observe import observe
 from loader.engine.plan import Plan
 from loader.engine.sql import OBSERVATION_SCHEMA
-from loader.stream.checkpoint import STARTS_FILE, Folder, batch_folder, previous_starts
+from loader.stream.checkpoint import STARTS_FILE, Carried, Folder, batch_folder, previous_carried
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -77,9 +77,11 @@ def observe_batch(
         totals = events.selectExpr(
             "count(DISTINCT source_file) AS files", "max(CAST(eventTime AS TIMESTAMP)) AS newest"
         ).first()
+        before = previous_carried(folder, batch)
+        clock = max(filter(None, (before.clock, totals.newest)), default=None)
         observed = observe(
             events, plan, batch, enrichment=enrichment, strict=strict,
-            starts=previous_starts(folder, batch),
+            starts=before.starts, clock=clock or dt.datetime(1970, 1, 1),
         )  # fmt: skip
         _say_blind_spots(events, enrichment, batch, (folder.path, id(plan)))
         summary = {
@@ -89,7 +91,7 @@ def observe_batch(
         }  # fmt: skip
         status = session.createDataFrame(
             [(STATUS_RULE, str(batch), None, None, started, "", json.dumps(summary),
-              None, None, None, batch)],
+              None, None, None, batch, clock or dt.datetime(1970, 1, 1))],
             OBSERVATION_SCHEMA,
         )  # fmt: skip
         folder.delete(partial)
@@ -99,7 +101,6 @@ def observe_batch(
             coverage.record(events, batch, totals.files)
     finally:
         events.unpersist()
-    stored = {rule: moment.isoformat(sep=" ") for rule, moment in observed.starts.items()}
-    folder.write_text(f"{partial}/{STARTS_FILE}", json.dumps(sorted(stored.items())))
+    folder.write_text(f"{partial}/{STARTS_FILE}", Carried(observed.starts, clock).text())
     folder.rename(partial, final)
     return True
