@@ -102,9 +102,11 @@ def history_events(seed: int = 5, spike: bool = True) -> list[dict[str, Any]]:
     return events
 
 
-def write_files(root: Path, events: list[dict[str, Any]], hours: int = 6) -> list[Path]:
-    """``events`` as CloudTrail log files under ``root/AWSLogs``: one per account, region and
-    ``hours``; the paths written, in time order."""
+def write_files(
+    root: Path, events: list[dict[str, Any]], hours: int = 6, org: str | None = None
+) -> list[Path]:
+    """``events`` as CloudTrail log files under ``root/AWSLogs`` (``AWSLogs/ORG`` for an
+    organization trail): one per account, region and ``hours``; the paths, in time order."""
     chunks: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for record in events:
         at = dt.datetime.strptime(record["eventTime"], "%Y-%m-%dT%H:%M:%SZ")
@@ -116,7 +118,8 @@ def write_files(root: Path, events: list[dict[str, Any]], hours: int = 6) -> lis
         newest = max(r["eventTime"] for r in records)
         written = dt.datetime.strptime(newest, "%Y-%m-%dT%H:%M:%SZ") + dt.timedelta(minutes=3)
         start = dt.datetime.fromisoformat(window)
-        folder = root / "AWSLogs" / account / "CloudTrail" / region / f"{start:%Y/%m/%d}"
+        base = root / "AWSLogs" / org if org else root / "AWSLogs"
+        folder = base / account / "CloudTrail" / region / f"{start:%Y/%m/%d}"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{account}_CloudTrail_{region}_{written:%Y%m%dT%H%MZ}_{start:%H}h.json.gz"
         payload = json.dumps({"Records": records}, separators=(",", ":")).encode()

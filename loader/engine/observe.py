@@ -241,6 +241,13 @@ def _starts(session: Any, plan: Plan, reduced: str, before: Begun | None) -> Sta
     return found
 
 
+_SEP = "|"  # rule names, test scopes and account ids hold none
+
+
+def _start_key(rule: str, scope: str, who: str | None) -> str:
+    return _SEP.join((rule, scope, who or ""))
+
+
 def _timestamp(moment: dt.datetime) -> str:
     return f"timestamp {text.sql_string(moment.isoformat(sep=' '))}"
 
@@ -254,19 +261,15 @@ def _assemble_sql(
     wide = [r.name for r in plan.rules if text.shared_profile(r.rule)]
     key = text.derived_key_sql(wide)
     key = f"CASE WHEN scope = '' THEN {key} ELSE concat(scope, '{text.SCOPE_MARK}', {key}) END"
-    joined = ""
     start = "CAST(NULL AS TIMESTAMP)"
-    if starts:  # few rows (rules x accounts): a broadcast join of an inline table
-        rows = ", ".join(
-            f"({text.sql_string(rule)}, {text.sql_string(scope)}, "
-            f"{'NULL' if who is None else text.sql_string(who)}, {_timestamp(moment)})"
+    if starts:  # few entries (rules x accounts): a map of literals, folded once by Spark
+        pairs = ", ".join(
+            f"{text.sql_string(_start_key(rule, scope, who))}, {_timestamp(moment)}"
             for (rule, scope, who), moment in sorted(starts.items(), key=str)
         )
-        joined = (
-            f" LEFT JOIN (SELECT /*+ BROADCAST */ * FROM VALUES {rows} AS s(s_rule, s_scope, "
-            "s_entity, s_start)) s ON s_rule = r.rule AND s_scope = r.scope AND s_entity <=> r.entity"
+        start = (
+            f"try_element_at(map({pairs}), concat_ws('{_SEP}', rule, scope, coalesce(entity, '')))"
         )
-        start = "s_start"
     cases = " ".join(
         f"WHEN {text.sql_string(scope)} THEN {_timestamp(moment)}"
         for scope, moment in sorted(clocks.items())
@@ -279,5 +282,5 @@ def _assemble_sql(
     return (
         f"SELECT rule, {key} AS key, entity, value, eventTime, eventID, row, "
         f"{start} AS start, last, count, CAST({int(batch)} AS BIGINT) AS batch, "
-        f"{clock} AS clock FROM {reduced} r{joined}{dropped}"
+        f"{clock} AS clock FROM {reduced}{dropped}"
     )
