@@ -118,12 +118,16 @@ def explain(row: Any) -> str:
     """One line from an alert: who, what was new, what was known before."""
     import json
 
-    entity = row.entity or f"account {row.account}"  # an account-wide profile
-    who = entity.rsplit("/", 1)[-1] if entity.startswith("arn:") and "/" in entity else entity
     try:
         details = json.loads(row.details) if row.details else {}
     except ValueError:
         details = {}
+    entity = row.entity or f"account {row.account}"  # an account-wide profile
+    if details.get("scope"):  # account-wide: its entity is the account (or none)
+        entity = f"account {row.account}" if details["scope"] == "account" else "organization"
+    who = entity.rsplit("/", 1)[-1] if entity.startswith("arn:") and "/" in entity else entity
+    if row.kind == "baseline":
+        return f"{who}: {details.get('summary', row.value)} ({row.rule}, {row.severity})"
     if row.kind == "profile":
         what = row.rule.removesuffix("_for_principal").replace("_", " ")
         known = details.get("recent_values") or []

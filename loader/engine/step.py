@@ -180,7 +180,7 @@ def _judgement_observation(
 
 def _judgement_details(rule: Rule, j: Judgement, settings: BaselineSettings) -> dict[str, Any]:
     start, end = settings.start(j.bucket), settings.start(j.bucket + 1)
-    days = settings.history * settings.bucket / 86400
+    days = j.buckets * settings.bucket / 86400  # the history there was, up to `history`
     noun = rule.values.get("top") or "value"
     top = [{"value": v or None, "count": n} for v, n in j.top]
     summary = (

@@ -5,7 +5,9 @@ engineers, AWS services acting on the accounts' behalf (``AWS Internal`` and ser
 names as source), console sign-ins with and without MFA, a few percent of AccessDenied.
 
 The attack story, on the last day, in the first account (see README, "The sample"):
- 1. IAM user ``dave`` (always from the US) calls APIs from China (175.16.199.0/24);
+ 1. IAM user ``dave`` (always from the US) calls APIs from China (175.16.199.0/24), then
+    enumerates what the key may do: 40 calls in 5 minutes, all refused (AccessDenied), where
+    dave is refused a call or two a week;
  2. then from a Tor exit node (171.25.193.25);
  3. the root user signs in to the console without MFA from the same Tor node;
  4. root stops CloudTrail logging (StopLogging);
@@ -38,6 +40,12 @@ OFFICE_IPS = {
 ATTACKER_IPS = ["175.16.199.21", "175.16.199.88"]  # CN in the test databases
 TOR_EXIT_IP = "171.25.193.25"  # a long-lived Tor exit node, in every published list
 ATTACK_USER = "dave"
+ENUMERATION_CALLS = 40
+ENUMERATION = (
+    "iam:ListRoles", "iam:GetAccountAuthorizationDetails", "secretsmanager:ListSecrets",
+    "kms:ListKeys", "lambda:ListFunctions20150331", "rds:DescribeDBInstances",
+    "organizations:DescribeOrganization", "ssm:DescribeParameters",
+)  # fmt: skip
 ATTACK_NEW_USER = "backup-admin"
 USERS = (
     ("alice", "US"),
@@ -386,6 +394,13 @@ def _attack(world: World, account: str, day: dt.date) -> list[dict[str, Any]]:
             ["sts:GetCallerIdentity", "s3:ListBuckets", "ec2:DescribeInstances", "iam:ListUsers"]
         )
     ]
+    for i in range(ENUMERATION_CALLS):  # what may this key do? mostly nothing
+        api = ENUMERATION[i % len(ENUMERATION)]
+        refused = call(from_china, 5, api, True, errorCode="AccessDenied",
+                       errorMessage=f"User: {dave['name']} is not authorized to perform: {api}")
+        refused["eventTime"] = _time(day, 2 * 3600 + 5 * 60 + i * 7)  # 02:05 to 02:09
+        refused["responseElements"] = None
+        events.append(refused)
     events.append(call(from_tor, 10, "iam:ListAccessKeys", True))
     events.append(
         _console_login(
