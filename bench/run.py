@@ -296,7 +296,8 @@ def _write_observations(
 SELECT 'bench_profile' AS rule, principal AS key, principal AS entity, item AS value,
   eventTime, eventID, to_json(named_struct('principal', principal, 'item', item)) AS row,
   CAST(NULL AS TIMESTAMP) AS start, eventTime AS last, CAST(1 AS BIGINT) AS count,
-  CAST({batch} AS BIGINT) AS batch
+  CAST({batch} AS BIGINT) AS batch,
+  timestamp '2026-01-01 00:00:00' + make_interval(0, 0, 0, {batch}, 1, 0, 0) AS clock
 FROM (
   SELECT principal,
     concat('v', CASE WHEN v < {values - new} THEN v ELSE v + 100 * {batch} END) AS item,
@@ -310,7 +311,7 @@ FROM (
                          .isoformat(), "errors": {}})  # fmt: skip
     frame = frame.unionByName(spark.createDataFrame(
         [("__batch", str(batch), None, None, dt.datetime(2026, 1, 1), "", status,
-          None, None, None, batch)],
+          None, None, None, batch, dt.datetime(2026, 1, 1 + batch, 1))],
         OBSERVATION_SCHEMA,
     ))  # fmt: skip
     tmp = folder.parent / f"_{folder.name}"

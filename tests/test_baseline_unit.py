@@ -207,3 +207,27 @@ def test_validate_checks_the_baseline_keys_with_positions(tmp_path):
     assert any("scope: account splits the rule by account, but the result has no column "
                "recipientAccountId or account" in p for p in missing)  # fmt: skip
     assert any("expected one of account, organization" in p for p in _problems(tmp_path, "scope: team"))
+
+
+def test_dedup_keeps_one_alert_per_entity_within_its_window_and_sinks_explain_it():
+    from loader.alerts.content import summary_lines
+    from loader.engine.step import alert_records
+
+    rule = _rule(min_history=0.0, min_count=5)  # dedup: 6 hours
+    t = dt.datetime(2024, 3, 1)
+    rows = [Observation("u", "iam:ListUsers", t + dt.timedelta(hours=h), None, None, count=1)
+            for h in range(48)]  # fmt: skip
+    rows += [Observation("u", "iam:ListRoles", t + dt.timedelta(hours=h, minutes=5), None, None, count=40)
+             for h in (30, 31, 40)]  # fmt: skip
+    rows.sort(key=lambda o: o.time)
+    alerts = apply_rule(rule, rows, {}, t + dt.timedelta(hours=48))
+    assert [seen.time.hour for seen, _, _ in alerts] == [6, 16]  # 31:00 within 6 h of 30:00
+    undeduplicated = apply_rule(_rule(min_history=0.0, min_count=5, dedup=0.0), rows, {},
+                                t + dt.timedelta(hours=48))  # fmt: skip
+    assert len(undeduplicated) == 3
+    record = alert_records(rule, alerts[:1])[0]
+    alert = {"rule": rule.name, "kind": "baseline", "severity": "medium", "entity": "u",
+             "details": record[9], "alert_id": "x", "account": None, "source_ip": None}  # fmt: skip
+    lines = dict(summary_lines(alert))
+    assert lines["Departure"].startswith("41 rows in 1 hour from 2024-03-02 06:00 UTC; usual 1")
+    assert lines["Most frequent"] == "iam:ListRoles (40), iam:ListUsers (1)"

@@ -112,6 +112,21 @@ def summary_lines(alert: Mapping[str, Any], limit: int = 300) -> list[tuple[str,
             ("Values known before", details.get("values_before")),
             ("Intersection", ", ".join(v for v in known if v == alert.get("value")) or "none"),
         ]
+    if alert.get("kind") == "baseline":  # a bucket against the entity's own history
+        baseline = details.get("baseline") or {}
+        top = (details.get("top") or {}).get("values") or []
+        lines += [
+            ("Departure", details.get("summary")),
+            ("Bucket", f"{details.get('bucket_start')} .. {details.get('bucket_end')}"),
+            ("Baseline", f"median {baseline.get('median')}, p95 {baseline.get('p95')}, max "
+                         f"{baseline.get('max')} over {baseline.get('buckets')} buckets"),
+            ("Deviation", f"{details.get('deviation')} (alerts above "
+                          f"{details.get('deviation_allowed')}; threshold {details.get('threshold')})"),
+            ("Most frequent", ", ".join(f"{t.get('value')} ({t.get('count')})" for t in top) or None),
+            ("Account / source IP", f"{alert.get('account')} / {alert.get('source_ip')}"),
+            ("Alert id", alert.get("alert_id")),
+        ]  # fmt: skip
+        return [(label, clean(value, limit)) for label, value in lines if value is not None]
     if alert.get("kind") == "coverage":  # a log delivery gap: no event, the gap and its reason
         end = details.get("gap_end") or "still silent"
         lines += [
