@@ -83,7 +83,9 @@ def pack(spark, enrichment, logs: Path, runs: int) -> tuple[list[list[str]], lis
     return rows, phases
 
 
-def _observations(spark, folder: Path, batch: int, entities: int, hours: list[int], offset: int = 0) -> None:  # type: ignore[no-untyped-def]
+def _observations(
+    spark, folder: Path, batch: int, entities: int, hours: list[int], offset: int = 0
+) -> None:  # type: ignore[no-untyped-def]
     """Observation rows of ``bench_baseline`` as the observe query writes them: each entity
     with 5 rows in each of ``hours`` (hours since DAY0), the clock at the newest of them."""
     from loader.engine.sql import OBSERVATION_SCHEMA
@@ -132,9 +134,11 @@ def state(spark, sizes: list[int]) -> list[list[str]]:  # type: ignore[no-untype
         create_run_tables(spark, database)
         observations = checkpoint / OBSERVATIONS
 
-        def apply() -> float:
+        def apply(database: str = database, checkpoint: Path = checkpoint) -> float:
             started = time.perf_counter()
-            start_apply(spark, rules, database, str(checkpoint), True, lambda _: None).awaitTermination()
+            start_apply(
+                spark, rules, database, str(checkpoint), True, lambda _: None
+            ).awaitTermination()
             return time.perf_counter() - started
 
         _observations(spark, observations / "batch-000000000", 0, n, month)

@@ -105,7 +105,9 @@ def test_a_month_judged_in_one_batch_alerts_only_the_spike_with_its_baseline(mon
         if e["userIdentity"]["arn"] == arn("steady-app")
     )  # fmt: skip
     first = min(counts)
-    hours = [first + dt.timedelta(hours=h) for h in range(int((spike - first).total_seconds() // 3600))]
+    hours = [
+        first + dt.timedelta(hours=h) for h in range(int((spike - first).total_seconds() // 3600))
+    ]
     history = [counts.get(h, 0) for h in hours]
     assert details["count"] == counts[spike] >= SPIKE
     assert details["baseline"]["buckets"] == len(history)
@@ -113,20 +115,31 @@ def test_a_month_judged_in_one_batch_alerts_only_the_spike_with_its_baseline(mon
     assert details["baseline"]["max"] == max(history)
     assert details["baseline"]["p95"] == sorted(history)[math.ceil(0.95 * len(history)) - 1]
     spread = details["baseline"]["spread"]
-    assert details["deviation"] == pytest.approx((counts[spike] - statistics.median(history)) / spread, abs=0.01)
+    assert details["deviation"] == pytest.approx(
+        (counts[spike] - statistics.median(history)) / spread, abs=0.01
+    )
     apis = Counter(_api(e) for e in month if e["userIdentity"]["arn"] == arn("steady-app")
                    and _time(e).replace(minute=0, second=0) == spike)  # fmt: skip
     top = details["top"]["values"]
-    assert [(t["value"], t["count"]) for t in top] == sorted(apis.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
-    assert details["summary"].startswith(f"{counts[spike]} rows in 1 hour from 2024-03-28 14:00 UTC; usual 4 (p95 ")
+    assert [(t["value"], t["count"]) for t in top] == sorted(
+        apis.items(), key=lambda kv: (-kv[1], kv[0])
+    )[:5]
+    assert details["summary"].startswith(
+        f"{counts[spike]} rows in 1 hour from 2024-03-28 14:00 UTC; usual 4 (p95 "
+    )
     # every entity judged; the steady days, the young entity's burst, the 3%-a-day trend: quiet
     by_entity = Counter(entity for entity, _ in judged)
-    assert set(by_entity) == {arn(n) for n in ("steady-app", "office-worker", "growing-role", "new-hire")}
+    assert set(by_entity) == {
+        arn(n) for n in ("steady-app", "office-worker", "growing-role", "new-hire")
+    }
     burst = [j for entity, j in judged if entity == arn("new-hire") and j.count >= 80]
     assert burst and all(j.learning and not j.alert for j in burst)  # two days old: learning
     growing = [j for entity, j in judged if entity == arn("growing-role")]
     assert max(j.count for j in growing) >= 20  # above min_count late in the month
-    assert not any(j.alert for j in growing) and max(j.score for j in growing if j.score is not None) < 5
+    assert (
+        not any(j.alert for j in growing)
+        and max(j.score for j in growing if j.score is not None) < 5
+    )
 
 
 def test_batch_by_batch_with_restarts_equals_one_batch(month):
@@ -146,7 +159,9 @@ def test_batch_by_batch_with_restarts_equals_one_batch(month):
             seen.clock = newest
         chunks.append(chunk)
     parts, judged_parts = judge_all(rule, chunks, restart=True)
-    assert [(s.entity, s.value, d) for s, d, _ in parts] == [(s.entity, s.value, d) for s, d, _ in whole]
+    assert [(s.entity, s.value, d) for s, d, _ in parts] == [
+        (s.entity, s.value, d) for s, d, _ in whole
+    ]
     assert sorted((e, j.bucket, j.count) for e, j in judged_parts) == sorted(
         (e, j.bucket, j.count) for e, j in judged_whole
     )
@@ -156,7 +171,10 @@ def test_a_bucket_waits_for_lateness_and_a_late_row_is_not_judged_twice():
     rule = _rule(min_history=0.0, min_count=5)
     settings = BaselineSettings.of(rule.values)
     t = dt.datetime(2024, 3, 1, 10, 0)
-    rows = [Observation("u", "x", t + dt.timedelta(hours=h), None, None, count=2, clock=t) for h in range(10)]
+    rows = [
+        Observation("u", "x", t + dt.timedelta(hours=h), None, None, count=2, clock=t)
+        for h in range(10)
+    ]
     store: dict = {}
     judged: list = []
     apply_rule(rule, rows, store, t + dt.timedelta(hours=9, minutes=20), judged)
@@ -174,7 +192,10 @@ def test_a_bucket_waits_for_lateness_and_a_late_row_is_not_judged_twice():
 def test_an_entity_silent_longer_than_its_history_learns_again():
     rule = _rule(min_count=5, history=5 * 86400.0, min_history=2 * 86400.0)
     start = dt.datetime(2024, 3, 1)
-    rows = [Observation("u", None, start + dt.timedelta(hours=h), None, None, count=1) for h in range(24 * 4)]
+    rows = [
+        Observation("u", None, start + dt.timedelta(hours=h), None, None, count=1)
+        for h in range(24 * 4)
+    ]
     back = start + dt.timedelta(days=20)  # 16 days of silence, then a burst
     rows.append(Observation("u", None, back, None, None, count=60))
     rows.append(Observation("u", None, back + dt.timedelta(hours=3), None, None, count=1))
@@ -184,7 +205,9 @@ def test_an_entity_silent_longer_than_its_history_learns_again():
     assert burst.learning and burst.buckets == 0
 
 
-def _problems(tmp_path, header: str, select: str = "principal, eventID, eventTime, recipientAccountId"):
+def _problems(
+    tmp_path, header: str, select: str = "principal, eventID, eventTime, recipientAccountId"
+):
     path = tmp_path / "b.sql"
     path.write_text(f"/*\nname: b\nkind: baseline\ndescription: d\nseverity: low\n{header}\n*/\n"
                     f"SELECT userIdentity.arn AS principal, eventName, {select.split(', ', 1)[1]}\n"
@@ -197,16 +220,24 @@ def test_validate_checks_the_baseline_keys_with_positions(tmp_path):
     assert _problems(tmp_path, "entity: principal\ntop: eventName") == []
     found = _problems(tmp_path, "entity: principal\nbucket: 7 minutes\ndeviation: lots\ntop: nope")
     where = str(tmp_path / "b.sql")
-    assert f"{where}:8:12: deviation: 'lots': expected a number greater than 0, such as 5 or 3.5" in found
+    assert (
+        f"{where}:8:12: deviation: 'lots': expected a number greater than 0, such as 5 or 3.5"
+        in found
+    )
     assert any("bucket: use a length that divides a day" in p for p in found)
     assert any("the result has no column 'nope' ('top' names it)" in p for p in found)
-    assert any("'value' does not apply" in p for p in _problems(tmp_path, "entity: principal\nvalue: eventName"))
+    assert any(
+        "'value' does not apply" in p
+        for p in _problems(tmp_path, "entity: principal\nvalue: eventName")
+    )
     # account-wide: split by account needs the account in the result
     assert _problems(tmp_path, "scope: organization") == []
     missing = _problems(tmp_path, "scope: account", "principal, eventID, eventTime")
     assert any("scope: account splits the rule by account, but the result has no column "
                "recipientAccountId or account" in p for p in missing)  # fmt: skip
-    assert any("expected one of account, organization" in p for p in _problems(tmp_path, "scope: team"))
+    assert any(
+        "expected one of account, organization" in p for p in _problems(tmp_path, "scope: team")
+    )
 
 
 def test_dedup_keeps_one_alert_per_entity_within_its_window_and_sinks_explain_it():
@@ -217,8 +248,8 @@ def test_dedup_keeps_one_alert_per_entity_within_its_window_and_sinks_explain_it
     t = dt.datetime(2024, 3, 1)
     rows = [Observation("u", "iam:ListUsers", t + dt.timedelta(hours=h), None, None, count=1)
             for h in range(48)]  # fmt: skip
-    rows += [Observation("u", "iam:ListRoles", t + dt.timedelta(hours=h, minutes=5), None, None, count=40)
-             for h in (30, 31, 40)]  # fmt: skip
+    rows += [Observation("u", "iam:ListRoles", t + dt.timedelta(hours=h, minutes=5), None, None,
+                         count=40) for h in (30, 31, 40)]  # fmt: skip
     rows.sort(key=lambda o: o.time)
     alerts = apply_rule(rule, rows, {}, t + dt.timedelta(hours=48))
     assert [seen.time.hour for seen, _, _ in alerts] == [6, 16]  # 31:00 within 6 h of 30:00
@@ -231,3 +262,25 @@ def test_dedup_keeps_one_alert_per_entity_within_its_window_and_sinks_explain_it
     lines = dict(summary_lines(alert))
     assert lines["Departure"].startswith("41 rows in 1 hour from 2024-03-02 06:00 UTC; usual 1")
     assert lines["Most frequent"] == "iam:ListRoles (40), iam:ListUsers (1)"
+
+
+def test_account_wide_rules_are_split_by_account_unless_organization(tmp_path):
+    from loader.engine.plan import plan_rules
+    from loader.engine.sql import derived_key_sql, fused_pass_sql
+
+    def plan(scope: str):
+        path = tmp_path / "calls_per_account.sql"
+        path.write_text("/*\nname: calls_per_account\nkind: baseline\ndescription: d\n"
+                        f"severity: low\n{scope}*/\nSELECT eventID, eventTime, recipientAccountId "
+                        "FROM cloudtrail\n")  # fmt: skip
+        rule, problems = read_rule(path)
+        assert problems + validate_rule(rule) == []
+        return plan_rules([rule])
+
+    by_account = fused_pass_sql(plan(""), "events")
+    assert "'entity', CAST((recipientAccountId) AS STRING)" in by_account
+    assert "floor(unix_seconds(CAST((eventTime) AS TIMESTAMP)) / 3600)" in by_account
+    together = fused_pass_sql(plan("scope: organization\n"), "events")
+    assert "'entity', CAST(NULL AS STRING)" in together
+    # an account-wide profile's key: the account, then the value (the value alone together)
+    assert "concat_ws('|', entity, coalesce(value, ''))" in derived_key_sql(["new_source_ip"])

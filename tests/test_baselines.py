@@ -115,8 +115,12 @@ def test_run_with_the_spike_day_as_new_files_equals_detect(spark, month, tmp_pat
     closed = {k: n for k, n in hours.items()
               if dt.datetime.strptime(k[1], "%Y-%m-%dT%H") + dt.timedelta(hours=1, minutes=30)
               < dt.datetime.strptime(newest, "%Y-%m-%dT%H:%M:%SZ")}  # fmt: skip
-    assert {(r.entity, r.bucket_start.strftime("%Y-%m-%dT%H")): r["count"] for r in judged} == closed
-    assert [(r.entity, r.bucket_start) for r in judged if r.alerted] == [(arn("steady-app"), SPIKE_START)]
+    assert {
+        (r.entity, r.bucket_start.strftime("%Y-%m-%dT%H")): r["count"] for r in judged
+    } == closed
+    assert [(r.entity, r.bucket_start) for r in judged if r.alerted] == [
+        (arn("steady-app"), SPIKE_START)
+    ]
 
 
 @pytest.mark.slow

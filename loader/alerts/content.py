@@ -118,11 +118,13 @@ def summary_lines(alert: Mapping[str, Any], limit: int = 300) -> list[tuple[str,
         lines += [
             ("Departure", details.get("summary")),
             ("Bucket", f"{details.get('bucket_start')} .. {details.get('bucket_end')}"),
-            ("Baseline", f"median {baseline.get('median')}, p95 {baseline.get('p95')}, max "
-                         f"{baseline.get('max')} over {baseline.get('buckets')} buckets"),
+            ("Baseline", f"median {baseline.get('median')}, p95 {baseline.get('p95')}, "
+                         f"max {baseline.get('max')} over {baseline.get('buckets')} buckets"),
             ("Deviation", f"{details.get('deviation')} (alerts above "
-                          f"{details.get('deviation_allowed')}; threshold {details.get('threshold')})"),
-            ("Most frequent", ", ".join(f"{t.get('value')} ({t.get('count')})" for t in top) or None),
+                          f"{details.get('deviation_allowed')}; threshold "
+                          f"{details.get('threshold')})"),
+            ("Most frequent",
+             ", ".join(f"{t.get('value')} ({t.get('count')})" for t in top) or None),
             ("Account / source IP", f"{alert.get('account')} / {alert.get('source_ip')}"),
             ("Alert id", alert.get("alert_id")),
         ]  # fmt: skip

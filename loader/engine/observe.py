@@ -187,9 +187,12 @@ def _clocks(
         return {"": clock}
     if not any(r.kind == "baseline" for r in plan.rules):
         return {}
-    rows = events.selectExpr(
-        f"{text.scoped(scope)} AS scope", "CAST(eventTime AS TIMESTAMP) AS t"
-    ).groupBy("scope").agg({"t": "max"}).collect()
+    rows = (
+        events.selectExpr(f"{text.scoped(scope)} AS scope", "CAST(eventTime AS TIMESTAMP) AS t")
+        .groupBy("scope")
+        .agg({"t": "max"})
+        .collect()
+    )
     return {row[0]: row[1] for row in rows if row[1] is not None}
 
 

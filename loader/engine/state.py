@@ -269,9 +269,7 @@ class BaselineState:
         learning = age < settings.min_history
         median, mad, p95, maximum, spread = robust_stats(history) if history else (0, 0, 0, 0, 1)
         score = None if learning else (count - median) / spread
-        alert = (
-            score is not None and count >= settings.min_count and score > settings.deviation
-        )
+        alert = score is not None and count >= settings.min_count and score > settings.deviation
         return Judgement(
             bucket, count, len(history), median, mad, p95, maximum, spread, score, alert,
             [(v, n) for v, n in top[:TOP_VALUES]], first, last, learning,

@@ -165,7 +165,11 @@ def _baseline(
         judged += found
     batch = max((s.batch for s in observations), default=0)
     return [
-        (_judgement_observation(entity, j, settings, batch), _judgement_details(rule, j, settings), None)
+        (
+            _judgement_observation(entity, j, settings, batch),
+            _judgement_details(rule, j, settings),
+            None,
+        )
         for entity, j in found
         if j.alert
     ]
@@ -227,8 +231,14 @@ def baseline_records(
     settings = BaselineSettings.of(rule.values)
     out = []
     for entity, j in judged:
-        details = {"median": j.median, "p95": j.p95, "max": j.maximum, "buckets": j.buckets,
-                   "score": None if j.score is None else round(j.score, 3), "alert": j.alert}
+        details = {
+            "median": j.median,
+            "p95": j.p95,
+            "max": j.maximum,
+            "buckets": j.buckets,
+            "score": None if j.score is None else round(j.score, 3),
+            "alert": j.alert,
+        }
         out.append((
             "baseline", rule.name, entity, None, None, settings.start(j.bucket), None, None,
             None, json.dumps(details), None, None, j.count, batch,

@@ -177,7 +177,8 @@ def _baseline(rule: Rule, body: str, every: int) -> str:
     median = (
         "IF(cardinality({a}) = 0, 0e0, IF(cardinality({a}) % 2 = 1, "
         "CAST(element_at({a}, cardinality({a}) / 2 + 1) AS double), "
-        "(element_at({a}, cardinality({a}) / 2) + element_at({a}, cardinality({a}) / 2 + 1)) / 2e0))"
+        "(element_at({a}, cardinality({a}) / 2) + "
+        "element_at({a}, cardinality({a}) / 2 + 1)) / 2e0))"
     )
     return (
         f"WITH r AS (\n{body}\n),\n"
@@ -209,7 +210,8 @@ def _baseline(rule: Rule, body: str, every: int) -> str:
         "AS spread FROM d)\n"
         "SELECT entity, bucket_start, n AS count, median, p95, mad, spread, "
         "(n - median) / spread AS deviation FROM z\n"
-        f"WHERE n >= {int(values['min_count'])} AND (n - median) / spread > {float(values['deviation'])}\n"
+        f"WHERE n >= {int(values['min_count'])}\n"
+        f"  AND (n - median) / spread > {float(values['deviation'])}\n"
         f"  AND bucket_start >= first_bucket + INTERVAL '{learning}' SECOND"
     )
 

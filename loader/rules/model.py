@@ -155,7 +155,14 @@ def _check_baseline(rule: Rule, problems: list[Problem]) -> None:
     bucket = rule.values.get("bucket", KEYS["bucket"].default)
     history = rule.values.get("history", KEYS["history"].default)
     if bucket < 60 or (86400 % bucket and bucket % 86400):
-        problems.append(Problem(rule.path, 1, 1, "bucket: use a length that divides a day "
-                                "(e.g. 5 minutes, 1 hour, 6 hours) or whole days"))
+        problems.append(
+            Problem(
+                rule.path,
+                1,
+                1,
+                "bucket: use a length that divides a day "
+                "(e.g. 5 minutes, 1 hour, 6 hours) or whole days",
+            )
+        )
     elif history < 2 * bucket:
         problems.append(Problem(rule.path, 1, 1, "history must hold at least two buckets"))

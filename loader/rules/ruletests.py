@@ -10,10 +10,11 @@ A case may also list the alerts it expects exactly: ``"expect": [{"entity": "...
 "value": "..."}]``. A baseline's case needs weeks of history: an element of ``events`` may
 stand for a series, ``{"repeat": {"times": 192, "every": "1 hour", "each": 3}, "event": {...}}``:
 ``each`` copies of the event (a second apart) every ``every`` from its eventTime, ``times``
-times, their eventIDs suffixed ``-i-j``. Events go through the same typing as the ``cloudtrail`` view (they are
-stored as raw JSON and parsed by the view's SQL), so a rule sees in a test what it sees in
-production. Unless GeoIP/Tor sources are given, the sample's databases and Tor list are used:
-test events take their addresses from the sample's networks (see the README).
+times, their eventIDs suffixed ``-i-j``. Events go through the same typing as the
+``cloudtrail`` view (they are stored as raw JSON and parsed by the view's SQL), so a rule sees
+in a test what it sees in production. Unless GeoIP/Tor sources are given, the sample's
+databases and Tor list are used: test events take their addresses from the sample's networks
+(see the README).
 """
 
 from __future__ import annotations
@@ -129,7 +130,9 @@ def _expanded(item: Any) -> list[Any]:
         every = parse_duration(str(repeat.get("every", "1 hour")))
         start = dt.datetime.fromisoformat(str(event["eventTime"]).replace("Z", "+00:00"))
     except (ConfigError, KeyError, ValueError) as exc:
-        raise ValueError(f"repeat: needs 'every' (a duration) and an event with eventTime: {exc}")
+        raise ValueError(
+            f"repeat: needs 'every' (a duration) and an event with eventTime: {exc}"
+        ) from None
     start = start.replace(tzinfo=None)
     out = []
     for i in range(times):

@@ -199,11 +199,15 @@ def _check_outputs(checker: _Checker, tree: Any) -> None:
     if any(isinstance(e, _exp().Star) for e in getattr(tree, "expressions", [])):
         return
     outputs = {name.lower() for name in tree.named_selects}
-    wanted = [(k, v) for k in ("entity", "value", "top") if isinstance(v := rule.values.get(k), str)]
+    wanted = [
+        (k, v) for k in ("entity", "value", "top") if isinstance(v := rule.values.get(k), str)
+    ]
     wanted += [("dedup_key", v) for v in rule.values.get("dedup_key") or ()]
     wanted += [("required", v) for v in REQUIRED_OUTPUT]
-    if "scope" in rule.given and rule.values.get("scope") == "account" and not any(
-        c.lower() in outputs for c in ACCOUNT_COLUMNS
+    if (
+        "scope" in rule.given
+        and rule.values.get("scope") == "account"
+        and not any(c.lower() in outputs for c in ACCOUNT_COLUMNS)
     ):
         if rule.values.get("entity"):
             checker.at_start("'scope' applies to a rule without 'entity': remove one of them")

@@ -396,8 +396,14 @@ def _attack(world: World, account: str, day: dt.date) -> list[dict[str, Any]]:
     ]
     for i in range(ENUMERATION_CALLS):  # what may this key do? mostly nothing
         api = ENUMERATION[i % len(ENUMERATION)]
-        refused = call(from_china, 5, api, True, errorCode="AccessDenied",
-                       errorMessage=f"User: {dave['name']} is not authorized to perform: {api}")
+        refused = call(
+            from_china,
+            5,
+            api,
+            True,
+            errorCode="AccessDenied",
+            errorMessage=f"User: {dave['name']} is not authorized to perform: {api}",
+        )
         refused["eventTime"] = _time(day, 2 * 3600 + 5 * 60 + i * 7)  # 02:05 to 02:09
         refused["responseElements"] = None
         events.append(refused)

@@ -135,15 +135,14 @@ def _write_baselines(session: SparkSession, rows: DataFrame, db: str, batch_id: 
     """Append the batch's judged buckets the log does not hold yet (a replay completes)."""
     table = f"{db}.{BASELINE_LOG}"
     session.catalog.refreshTable(table)
-    schema = (
-        "median double, p95 double, max bigint, buckets bigint, score double, alert boolean"
-    )
+    schema = "median double, p95 double, max bigint, buckets bigint, score double, alert boolean"
     entries = rows.selectExpr(
         "rule", "entity", "event_time AS bucket_start", "seen_count AS count",
         f"from_json(details, '{schema}') AS d",
     ).selectExpr(
         "rule", "entity", "bucket_start", "count", "d.median", "d.p95", "d.max AS maximum",
-        "d.buckets", "d.score", "d.alert AS alerted", f"CAST({int(batch_id)} AS BIGINT) AS batch_id",
+        "d.buckets", "d.score", "d.alert AS alerted",
+        f"CAST({int(batch_id)} AS BIGINT) AS batch_id",
     )  # fmt: skip
     logged = session.table(table).where(f"batch_id = {int(batch_id)}")
     same = [entries[c].eqNullSafe(logged[c]) for c in ("rule", "entity", "bucket_start")]

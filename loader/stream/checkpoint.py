@@ -130,7 +130,9 @@ def previous_carried(folder: Folder, batch: int) -> Carried:
     for name in reversed(done):
         if folder.exists(f"{name}/{STARTS_FILE}"):
             stored = json.loads(folder.read_text(f"{name}/{STARTS_FILE}"))
-            starts = {(rule, who): dt.datetime.fromisoformat(at) for rule, who, at in stored["starts"]}
+            starts = {
+                (rule, who): dt.datetime.fromisoformat(at) for rule, who, at in stored["starts"]
+            }
             clock = stored.get("clock")
             return Carried(starts, dt.datetime.fromisoformat(clock) if clock else None)
     return Carried()
