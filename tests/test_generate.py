@@ -12,6 +12,7 @@ from loader.sample.generate import (
     ATTACK_NEW_USER,
     ATTACK_USER,
     ATTACKER_IPS,
+    ENUMERATION_CALLS,
     TOR_EXIT_IP,
     SampleSpec,
     write_sample,
@@ -88,7 +89,7 @@ def test_attack_story_on_the_last_day(sample):
     last_day = summary.days[-1]
     events = [e for records in files.values() for e in records]
     story = [e for e in events if e["sourceIPAddress"] in (*ATTACKER_IPS, TOR_EXIT_IP)]
-    assert len(story) == summary.attack_events == 12
+    assert len(story) == summary.attack_events == 12 + ENUMERATION_CALLS
     assert {e["eventTime"][:10] for e in story} == {last_day}
     user = lambda e: e["userIdentity"].get("userName")  # noqa: E731
     assert any(user(e) == ATTACK_USER and e["sourceIPAddress"] in ATTACKER_IPS for e in story)

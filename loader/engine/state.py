@@ -215,6 +215,7 @@ class BaselineState:
     """One entity of one baseline rule: its rows per bucket within ``history`` (empty buckets
     not stored), the open buckets' top values and times, and how far it has judged."""
 
+    size: int = 0  # the bucket length its bucket numbers count (a rule changed: start again)
     first: int | None = None  # the bucket of the entity's first row: its learning starts there
     last: int | None = None  # the newest bucket with rows
     judged: int | None = None  # every bucket up to this one has been judged

@@ -152,8 +152,12 @@ def _baseline(
     if clock is None:
         clock = max((s.clock for s in observations if s.clock is not None), default=None)
     found: list[tuple[str | None, Judgement]] = []
+    for key in [k for k, v in store.items() if k[0] == "baseline" and v.size != settings.bucket]:
+        store[key] = BaselineState(size=settings.bucket)  # its bucket changed: counts are moot
     for seen in observations:
-        state = store.setdefault(("baseline", rule.name, seen.entity or ""), BaselineState())
+        state = store.setdefault(
+            ("baseline", rule.name, seen.entity or ""), BaselineState(size=settings.bucket)
+        )
         found += [
             (seen.entity, j)
             for j in state.add(seen.time, seen.last, seen.value, seen.count, settings)
@@ -228,6 +232,8 @@ def baseline_records(
 ) -> list[tuple[Any, ...]]:
     """The step's "baseline" rows: each judged bucket's count against its baseline (the
     runner keeps them in profile_baseline_log)."""
+    if not judged:
+        return []
     settings = BaselineSettings.of(rule.values)
     out = []
     for entity, j in judged:
