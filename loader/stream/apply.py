@@ -116,25 +116,30 @@ def create_run_tables(spark: SparkSession, database: str) -> str:
     return database
 
 
-def _write_state(session: SparkSession, rows: DataFrame, db: str, batch_id: int) -> None:
-    """Append the batch's profile entries that the log does not hold yet: a replayed batch
-    (even one killed while its files were being committed) completes what is missing."""
-    table = f"{db}.{STATE_LOG}"
+def _append_new(
+    session: SparkSession, entries: DataFrame, table: str, keys: tuple[str, ...], batch_id: int
+) -> None:
+    """Append to ``table`` the rows of ``entries`` (with their ``batch_id``) the table does not
+    hold yet for this batch: a replayed batch (even one killed while its files were being
+    committed) completes what is missing."""
     session.catalog.refreshTable(table)
+    logged = session.table(table).where(f"batch_id = {int(batch_id)}")
+    same = [entries[c].eqNullSafe(logged[c]) for c in keys]
+    new = entries.join(logged.select(*keys), same, "left_anti")
+    new.selectExpr("*", "current_timestamp() AS updated_at").write.insertInto(table)
+
+
+def _write_state(session: SparkSession, rows: DataFrame, db: str, batch_id: int) -> None:
+    """The batch's profile entries into ``profile_state_log``."""
     entries = rows.selectExpr(
         "rule", "entity", "value", "first_seen", "last_seen", "seen_count",
         f"CAST({int(batch_id)} AS BIGINT) AS batch_id",
     )  # fmt: skip
-    logged = session.table(table).where(f"batch_id = {int(batch_id)}")
-    same = [entries[c].eqNullSafe(logged[c]) for c in ("rule", "entity", "value")]
-    new = entries.join(logged.select("rule", "entity", "value"), same, "left_anti")
-    new.selectExpr("*", "current_timestamp() AS updated_at").write.insertInto(table)
+    _append_new(session, entries, f"{db}.{STATE_LOG}", ("rule", "entity", "value"), batch_id)
 
 
 def _write_baselines(session: SparkSession, rows: DataFrame, db: str, batch_id: int) -> None:
-    """Append the batch's judged buckets the log does not hold yet (a replay completes)."""
-    table = f"{db}.{BASELINE_LOG}"
-    session.catalog.refreshTable(table)
+    """The batch's judged buckets into ``profile_baseline_log``."""
     schema = "median double, p95 double, max bigint, buckets bigint, score double, alert boolean"
     entries = rows.selectExpr(
         "rule", "entity", "event_time AS bucket_start", "seen_count AS count",
@@ -144,10 +149,8 @@ def _write_baselines(session: SparkSession, rows: DataFrame, db: str, batch_id: 
         "d.buckets", "d.score", "d.alert AS alerted",
         f"CAST({int(batch_id)} AS BIGINT) AS batch_id",
     )  # fmt: skip
-    logged = session.table(table).where(f"batch_id = {int(batch_id)}")
-    same = [entries[c].eqNullSafe(logged[c]) for c in ("rule", "entity", "bucket_start")]
-    new = entries.join(logged.select("rule", "entity", "bucket_start"), same, "left_anti")
-    new.selectExpr("*", "current_timestamp() AS updated_at").write.insertInto(table)
+    keys = ("rule", "entity", "bucket_start")
+    _append_new(session, entries, f"{db}.{BASELINE_LOG}", keys, batch_id)
 
 
 def start_apply(
