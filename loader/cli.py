@@ -332,6 +332,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a received message stays hidden while its batch runs (15m)",
     )
     run.add_argument(
+        "--events-queue-url",
+        metavar="URL",
+        help="also follow an SQS queue an EventBridge rule fills with CloudTrail events (raw or "
+        "in SNS form): alerts within seconds; each event counts once, whether it comes from the "
+        "queue, from a log file, or both",
+    )
+    run.add_argument(
+        "--events-inbox",
+        metavar="DIR",
+        help="local folder where the events source keeps what it took in until committed "
+        "(default: CHECKPOINT/events)",
+    )
+    run.add_argument(
+        "--dedup-window",
+        default="24h",
+        help="with --events-queue-url: how long (in event time) an event is remembered so its "
+        "second arrival is dropped; longer than the trail's file delivery delay (24h)",
+    )
+    run.add_argument(
         "--checkpoint", default="tsa-checkpoint", help="checkpoint folder (default: tsa-checkpoint)"
     )
     run.add_argument("--trigger", default="30s", help="how often to look for new files (30s)")
@@ -870,6 +889,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from loader.engine.plan import plan_rules
     from loader.enrichment import enriched_session
     from loader.rules.validate import load_valid_rules
+    from loader.stream.events_source import commit_finished_events, stream_queue_events
     from loader.stream.history import history
     from loader.stream.runner import start
     from loader.stream.source import stream_events
@@ -884,30 +904,42 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         coverage = LiveCoverage(settings.database, _gap_settings(args), args.max_files)
     deliverer = build_deliverer(settings)
     interval = parse_duration(str(settings.delivery.get("interval", "2s")), "delivery.interval")
-    if not args.source and not args.sqs_queue_url:
-        raise ConfigError("run needs --source, --sqs-queue-url or both")
+    if not (args.source or args.sqs_queue_url or args.events_queue_url):
+        raise ConfigError("run needs --source, --sqs-queue-url, --events-queue-url or several")
     if settings.history_table and (args.sqs_queue_url or not args.source):
         raise ConfigError("--history-table works with --source (a folder or s3:// prefix of logs)")
+    visibility = int(parse_duration(args.sqs_visibility_timeout, "--sqs-visibility-timeout"))
+    window = parse_duration(args.dedup_window, "--dedup-window") if args.events_queue_url else None
     spark, enrichment = enriched_session(settings, "tsa run")
-    observed, replay = None, None
+    finished, replay, events = [], None, None
     if args.sqs_queue_url:
-        inbox = _sqs_inbox(args)
+        inbox = _inbox(args, args.sqs_inbox, "sqs")
         events = stream_sqs_events(
-            spark, args.sqs_queue_url, inbox, args.source, args.max_files,
-            int(parse_duration(args.sqs_visibility_timeout, "--sqs-visibility-timeout")),
-        )  # fmt: skip
-        observed = partial(commit_finished, inbox=inbox, queue_url=args.sqs_queue_url)
-    else:
+            spark, args.sqs_queue_url, inbox, args.source, args.max_files, visibility
+        )
+        finished.append(partial(commit_finished, inbox=inbox, queue_url=args.sqs_queue_url))
+    elif args.source:
         if settings.history_table:
             replay = history(spark, settings.history_table, args.source, args.checkpoint)
             print(f"history: {len(replay.days)} day(s) from {replay.table}", flush=True)
         raw = replay.raw_filter() if replay else None
         events = stream_events(spark, args.source, args.max_files, raw)
+    if args.events_queue_url:  # the fast path beside the files, the complete record
+        inbox = _inbox(args, args.events_inbox, "events")
+        queued = stream_queue_events(spark, args.events_queue_url, inbox, visibility)
+        events = queued if events is None else events.unionByName(queued)
+        finished.append(partial(commit_finished_events, inbox=inbox,
+                                queue_url=args.events_queue_url))  # fmt: skip
+
+    def observed(query: object) -> None:
+        for commit in finished:
+            commit(query)
+
     runner = start(
         spark, events, plan_rules(rules, fuse=not args.no_fuse), settings.database,
         args.checkpoint, trigger, args.once, report=lambda line: print(line, flush=True),
         strict=args.strict, deliverer=deliverer, delivery_interval=interval, observed=observed,
-        enrichment=enrichment, history=replay, coverage=coverage,
+        enrichment=enrichment, history=replay, coverage=coverage, dedup_window=window,
     )  # fmt: skip
 
     def stop(signum: int, _frame: object) -> None:
@@ -919,21 +951,21 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return runner.wait()
 
 
-def _sqs_inbox(args: argparse.Namespace) -> str:
-    """The SQS source's inbox: a local folder (the driver's Python writes it)."""
+def _inbox(args: argparse.Namespace, given: str | None, name: str) -> str:
+    """An SQS source's inbox: a local folder (the driver's Python writes it)."""
     from urllib.parse import urlparse
 
-    if args.sqs_inbox:
-        return args.sqs_inbox
+    if given:
+        return given
     parsed = urlparse(args.checkpoint)
     if parsed.scheme == "file":
-        return os.path.join(parsed.path, "sqs")
+        return os.path.join(parsed.path, name)
     if parsed.scheme and len(parsed.scheme) > 1:  # one letter: a Windows drive
         raise ConfigError(
-            f"--checkpoint {args.checkpoint} is not a local folder: give --sqs-inbox a local "
-            "folder on the driver for the SQS source's inbox"
+            f"--checkpoint {args.checkpoint} is not a local folder: give --{name}-inbox a local "
+            f"folder on the driver for the {name} source's inbox"
         )
-    return os.path.join(args.checkpoint, "sqs")
+    return os.path.join(args.checkpoint, name)
 
 
 def _test_rules(args: argparse.Namespace, settings: Settings) -> int:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import statistics
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from loader.alerts.model import create_alerts_table
 from loader.alerts.outbox import create_deliveries_table
@@ -51,6 +52,30 @@ class BatchStatus:
     started: dt.datetime | None = None
     newest_event: dt.datetime | None = None
     errors: dict[str, str] = field(default_factory=dict)
+    queue: int | None = None  # with an events queue: its events, second arrivals, stale ones
+    duplicates: int = 0
+    stale: int = 0
+    queue_ids: set[str] = field(default_factory=set)
+    latency: dict[str, list[float]] = field(default_factory=dict)  # source -> seconds
+
+    def sources(self) -> str:
+        """With an events queue: where the batch's events came from."""
+        if self.queue is None:
+            return ""
+        text = f" (queue {self.queue:,}, files' {self.events - self.queue:,}"
+        text += f"; counted already {self.duplicates:,}"
+        text += f", queue events older than the window {self.stale:,})" if self.stale else ")"
+        return text
+
+    def latencies(self) -> str:
+        """How long from eventTime to the alert rows, by where the events came from."""
+        text = ""
+        for source in ("queue", "file"):
+            seconds = sorted(self.latency.get(source, []))
+            if seconds:
+                text += (f", {source} latency median {statistics.median(seconds):.1f} s "
+                         f"max {seconds[-1]:.1f} s")  # fmt: skip
+        return text
 
     def render(self) -> str:
         """The time is from the batch's start to its alerts written; the lag, how far the
@@ -64,9 +89,9 @@ class BatchStatus:
         if self.batch == CLOSED:
             return f"buckets closed: alerts {sum(self.alerts.values())} ({rules}), new {self.added}"
         line = (
-            f"batch {self.batch}: events {self.events:,}, files {self.files:,}, "
+            f"batch {self.batch}: events {self.events:,}{self.sources()}, files {self.files:,}, "
             f"alerts {sum(self.alerts.values())} ({rules}), new {self.added}, "
-            f"{seconds:.1f} s{lag}"
+            f"{seconds:.1f} s{lag}{self.latencies()}"
         )
         for rule, error in sorted(self.errors.items()):
             line += f"\n  rule {rule} FAILED, left out of this batch: {error}"
@@ -153,6 +178,17 @@ def _write_baselines(session: SparkSession, rows: DataFrame, db: str, batch_id: 
     _append_new(session, entries, f"{db}.{BASELINE_LOG}", keys, batch_id)
 
 
+def _latency(statuses: dict[int, BatchStatus], alerts: list[Any]) -> None:
+    """Each new alert's time from its event to its row, by where its event came from."""
+    for alert in alerts:
+        status = statuses.get(alert.batch_id)
+        if status is None or status.queue is None or alert.event_id is None:
+            continue  # a bucket's alert (baselines), or no events queue
+        source = "queue" if alert.event_id in status.queue_ids else "file"
+        seconds = (alert.created_at - alert.event_time).total_seconds()
+        status.latency.setdefault(source, []).append(seconds)
+
+
 def start_apply(
     spark: SparkSession,
     rules: list[Rule],
@@ -228,6 +264,10 @@ def start_apply(
                 status.errors.update(summary["errors"])
                 if summary["newest"]:
                     status.newest_event = dt.datetime.fromisoformat(summary["newest"])
+                if "queue" in summary:
+                    status.queue, status.stale = summary["queue"], summary["stale"]
+                    status.duplicates = summary["duplicates"]
+                    status.queue_ids = set(summary["queue_ids"])
         if state_rows:
             _write_state(session, batch.where("record = 'state'"), database, batch_id)
         if baseline_rows:
@@ -238,9 +278,11 @@ def start_apply(
             try:
                 view = scratch.view(batch.where("record = 'alert'"), "run_alerts")
                 alerts = session.sql(alert_rows_sql(rules, view))
-                added = append_new_alerts(session, alerts, database)
+                timing: list[Any] = []
+                added = append_new_alerts(session, alerts, database, timing)
             finally:
                 scratch.drop()
+            _latency(statuses, timing)
             if added and on_alerts is not None:
                 on_alerts()
         for number, status in sorted(statuses.items()):

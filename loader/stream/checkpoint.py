@@ -64,16 +64,22 @@ class Folder:
         return [s.getPath().getName() for s in self._fs.listStatus(self._path)]
 
     def read_text(self, name: str) -> str:
+        return self.read_bytes(name).decode()
+
+    def read_bytes(self, name: str) -> bytes:
         stream = self._fs.open(self._jvm.org.apache.hadoop.fs.Path(self.child(name)))
         try:
-            return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream)).decode()
+            return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
         finally:
             stream.close()
 
     def write_text(self, name: str, content: str) -> None:
+        self.write_bytes(name, content.encode())
+
+    def write_bytes(self, name: str, content: bytes) -> None:
         stream = self._fs.create(self._jvm.org.apache.hadoop.fs.Path(self.child(name)), True)
         try:
-            stream.write(bytearray(content.encode()))
+            stream.write(bytearray(content))
         finally:
             stream.close()
 
@@ -118,8 +124,10 @@ class Carried:
 
     def text(self) -> str:
         return json.dumps({
-            "starts": sorted([rule, who, at.isoformat(sep=" ")]
-                             for (rule, who), at in self.starts.items()),
+            # who is None organization-wide, and for events without an account
+            "starts": sorted(([rule, who, at.isoformat(sep=" ")]
+                              for (rule, who), at in self.starts.items()),
+                             key=lambda start: (start[0], start[1] or "", start[2])),
             "clock": self.clock.isoformat(sep=" ") if self.clock else None,
         })  # fmt: skip
 

@@ -19,14 +19,17 @@ from loader.engine.observe import observe
 from loader.engine.plan import Plan
 from loader.engine.sql import OBSERVATION_SCHEMA
 from loader.stream.checkpoint import STARTS_FILE, Carried, Folder, batch_folder, previous_carried
+from loader.stream.dedup import IS_QUEUE, SEEN_FILE
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
     from loader.coverage.live import LiveCoverage
+    from loader.stream.dedup import Deduplicator
     from loader.stream.history import History
 
 STATUS_RULE = "__batch"  # the status row's "rule"
+MAX_QUEUE_IDS = 100_000  # queue events a status row names (for the latency by source)
 BLIND_EVERY = 3600.0  # seconds between two reports of the enrichment's blind spots
 _blind_said: dict[tuple[str, int], float] = {}  # (observations folder, plan) -> when said
 
@@ -56,10 +59,13 @@ def observe_batch(
     enrichment: Any = None,
     history: History | None = None,
     coverage: LiveCoverage | None = None,
+    dedup: Deduplicator | None = None,
 ) -> bool:
     """Write the observations of one batch of events to ``observations/batch-N``; False when a
     replay finds them written. ``used``: the event columns the rules read (None: all). The
-    first batch also takes the ``history`` days from their Parquet table."""
+    first batch also takes the ``history`` days from their Parquet table. With ``dedup`` (an
+    events queue beside the files), an event seen before is dropped first
+    (:mod:`loader.stream.dedup`)."""
     final, partial = batch_folder(batch), f"_partial-{batch:09d}"
     if folder.exists(final):
         return False
@@ -67,27 +73,38 @@ def observe_batch(
     session = events.sparkSession
     if history is not None and batch == 0:
         events = events.unionByName(history.events(session))
-    keep = None if used is None else used | {"eventtime", "source_file", "account", "region"}
+    keep = None if used is None else used | {"eventtime", "source_file", "account", "region",
+                                              "eventid"}  # fmt: skip
     events, count = cache_events(events, keep)
+    kept = events
     cores = session.sparkContext.defaultParallelism
     # A batch's aggregations are small: Spark's 200 shuffle partitions made a 1,000-event batch
     # cost 7.5 s instead of 4.1 s (the query's session is its own: this stays in the query).
     session.conf.set("spark.sql.shuffle.partitions", str(cores))
     try:
         totals = events.selectExpr(
-            "count(DISTINCT source_file) AS files", "max(CAST(eventTime AS TIMESTAMP)) AS newest"
+            f"count(DISTINCT CASE WHEN NOT {IS_QUEUE} THEN source_file END) AS files",
+            "max(CAST(eventTime AS TIMESTAMP)) AS newest",
         ).first()
         before = previous_carried(folder, batch)
         clock = max(filter(None, (before.clock, totals.newest)), default=None)
+        extra: dict[str, Any] = {}
+        if dedup is not None:
+            outcome = dedup.apply(events, batch, clock)
+            kept = outcome.events
+            extra = {
+                "queue": outcome.queue, "duplicates": outcome.duplicates, "stale": outcome.stale,
+                "queue_ids": _queue_ids(kept, outcome.queue),
+            }  # fmt: skip
         observed = observe(
-            events, plan, batch, enrichment=enrichment, strict=strict,
+            kept, plan, batch, enrichment=enrichment, strict=strict,
             starts=before.starts, clock=clock or dt.datetime(1970, 1, 1),
         )  # fmt: skip
         _say_blind_spots(events, enrichment, batch, (folder.path, id(plan)))
         summary = {
             "events": count, "files": totals.files,
             "newest": totals.newest.isoformat() if totals.newest else None,
-            "started": started.isoformat(), "errors": observed.errors,
+            "started": started.isoformat(), "errors": observed.errors, **extra,
         }  # fmt: skip
         status = session.createDataFrame(
             [(STATUS_RULE, str(batch), None, None, started, "", json.dumps(summary),
@@ -98,9 +115,24 @@ def observe_batch(
         rows = observed.observations.unionByName(status).coalesce(cores)
         rows.write.parquet(folder.child(partial))
         if coverage is not None:  # before the batch is final: a replay records what is missing
-            coverage.record(events, batch, totals.files)
+            files = events.where(f"NOT {IS_QUEUE}") if dedup is not None else events
+            coverage.record(files, batch, totals.files)
     finally:
+        if kept is not events:
+            kept.unpersist()
         events.unpersist()
     folder.write_text(f"{partial}/{STARTS_FILE}", Carried(observed.starts, clock).text())
+    if dedup is not None and outcome.new_keys:
+        folder.write_bytes(f"{partial}/{SEEN_FILE}", outcome.new_keys)
     folder.rename(partial, final)
+    if dedup is not None:
+        dedup.remember(batch, outcome.new_keys)
     return True
+
+
+def _queue_ids(events: DataFrame, queued: int) -> list[str]:
+    """The eventIDs of the batch's queue events (kept), so alerts can say where they came from."""
+    if not queued:
+        return []
+    rows = events.where(IS_QUEUE).select("eventid").limit(MAX_QUEUE_IDS).collect()
+    return [row.eventid for row in rows if row.eventid]

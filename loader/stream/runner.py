@@ -30,6 +30,7 @@ from loader.errors import first_line
 from loader.rules.validate import columns_used
 from loader.stream.apply import create_run_tables, start_apply
 from loader.stream.checkpoint import OBSERVATIONS, OBSERVE, Folder, check_engine, clean
+from loader.stream.dedup import Deduplicator
 from loader.stream.observe import observe_batch
 
 if TYPE_CHECKING:
@@ -102,10 +103,12 @@ def start(
     enrichment: Any = None,
     history: History | None = None,
     coverage: LiveCoverage | None = None,
+    dedup_window: float | None = None,
 ) -> Runner:
     """Start the runner's streaming queries over ``events``; ``Runner.wait()`` waits for them.
     With a ``deliverer``, new alerts also go to its sinks (:class:`DeliveryLoop`); ``observed``
-    is called with the observe query once it has ended."""
+    is called with the observe query once it has ended. ``dedup_window`` (seconds): count each
+    event once by account and eventID within that window (:mod:`loader.stream.dedup`)."""
     root = Folder(spark, checkpoint)
     check_engine(root)
     database = create_run_tables(spark, database)
@@ -121,10 +124,12 @@ def start(
     observations.make()  # the apply query's source must exist before the first batch
     rules = [r.rule for r in plan.rules]
     used = columns_used(rules)
+    dedup = Deduplicator(observations, dedup_window) if dedup_window else None
 
     def observe(batch: DataFrame, batch_id: int) -> None:
         observe_batch(batch, batch_id, plan, observations, strict=strict, used=used,
-                      enrichment=enrichment, history=history, coverage=coverage)  # fmt: skip
+                      enrichment=enrichment, history=history, coverage=coverage,
+                      dedup=dedup)  # fmt: skip
 
     clean(spark, root.child(OBSERVE), report)
     writer = events.writeStream.foreachBatch(observe).queryName("tsa-observe")
