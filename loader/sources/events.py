@@ -36,6 +36,7 @@ from loader.sources.sqs import MAX_RECEIVES, Queue, _write_atomically
 CLOUDTRAIL_DETAIL = "via CloudTrail"  # the end of every detail-type CloudTrail sends
 PATH_SCHEME = "events-queue://"  # an event's source_file: events-queue://QUEUE/MESSAGE-ID
 MAX_DEPTH = 3
+INTAKE_SECONDS = 1.0  # a live intake's time budget: what comes after waits for the next batch
 
 
 @dataclass(frozen=True)
@@ -220,14 +221,20 @@ class EventQueue:
         self._queue = Queue(url, None, visibility_timeout, check_objects=False)  # type: ignore[arg-type]
         self._rejected: set[str] = set()  # message ids recorded as rejected by this process
 
-    def receive(self, wait_seconds: int = 0, max_receives: int = MAX_RECEIVES) -> EventIntake:
-        """What the queue holds now (up to ``max_receives`` × 10 messages), as one entry. A
+    def receive(self, wait_seconds: int = 0, max_receives: int = MAX_RECEIVES,
+                budget: float | None = INTAKE_SECONDS) -> EventIntake:  # fmt: skip
+        """What the queue holds now (up to ``max_receives`` × 10 messages, for at most
+        ``budget`` seconds: a queue that fills as fast as it is read must not hold the
+        batch back), as one entry. A
         message received again (its visibility timeout ended while its batch ran) keeps the
         newest receipt handle, the one SQS honours when the batch commits."""
         report = EventIntake()
         taken: dict[str, tuple[QueuedEvent, str]] = {}  # message id -> event, receipt handle
         again: dict[int, dict[str, str]] = {}  # entry number -> message id -> newer handle
+        started = time.monotonic()
         for _ in range(max_receives):
+            if budget is not None and time.monotonic() - started > budget:
+                break
             messages = self._queue._receive(wait_seconds)
             if not messages:
                 break
@@ -256,8 +263,8 @@ class EventQueue:
                     else:
                         taken[message_id] = (got, handle)
             self._queue.delete_handles(rejected)  # recorded: nothing left to wait for
-            if len(messages) < 10:
-                break
+            # no early stop on a short answer: SQS's short poll samples a subset of its
+            # servers, so fewer than 10 messages does not mean the queue is empty
         for number, handles in again.items():
             self.inbox.renew(number, handles)
         if taken:
@@ -270,7 +277,7 @@ class EventQueue:
         """Everything the queue holds: receive until two long polls in a row come back empty."""
         total, empty = EventIntake(), 0
         while empty < 2:
-            report = self.receive(wait_seconds=1)
+            report = self.receive(wait_seconds=1, budget=None)
             # messages taken in before come back when their visibility timeout ends: not new
             empty = empty + 1 if report.messages == report.again else 0
             total.messages += report.messages

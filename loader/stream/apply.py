@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import statistics
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +25,7 @@ from loader.engine.sql import OBSERVATION_SCHEMA, alert_rows_sql
 from loader.engine.step import STATE_SCHEMA, STEP_SCHEMA, stream_step
 from loader.rules.model import Rule
 from loader.stream.checkpoint import APPLY, OBSERVATIONS, Folder, clean
-from loader.stream.observe import STATUS_RULE
+from loader.stream.observe import PHASES_ENV, STATUS_RULE
 from loader.tables.catalog import run_statements
 from loader.tables.cloudtrail_ddl import check_identifier, create_database
 
@@ -233,7 +235,9 @@ def start_apply(
 
     def apply(batch: DataFrame, batch_id: int) -> None:
         session = batch.sparkSession
-        batch = batch.localCheckpoint()
+        started = time.perf_counter()
+        batch = batch.localCheckpoint()  # runs the stateful step
+        stepped = time.perf_counter()
         statuses: dict[int, BatchStatus] = {}
         # one small job: state rows counted, the few others (alerts, status, errors) read
         columns = (
@@ -289,6 +293,9 @@ def start_apply(
             status.added = added if number == max(statuses) else 0
             if number != CLOSED or status.alerts:
                 report(status.render())
+        if os.environ.get(PHASES_ENV):
+            report(f"apply {batch_id}: step {stepped - started:.1f} s, "
+                   f"writes {time.perf_counter() - stepped:.1f} s")  # fmt: skip
 
     clean(spark, root.child(APPLY), report)
     writer = step_rows.writeStream.foreachBatch(apply).queryName("tsa-apply")

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 SEEN_FILE = "_seen.npy"
 DEFAULT_WINDOW = 24 * 3600.0
 IS_QUEUE = f"startswith(source_file, '{PATH_SCHEME}')"
+MAX_QUEUE_IDS = 100_000  # queue events a status row names (for the latency by source)
 _MERGE_AT = 0.1  # pending keys are merged into the sorted base when they reach 10% of it
 
 
@@ -162,6 +163,7 @@ class Outcome:
     stale: int = 0  # queue events older than the window, skipped
     queue: int = 0  # events from the queue in the batch, before deduplication
     new_keys: bytes = b""  # what to write as the batch's SEEN_FILE
+    queue_ids: list[str] = field(default_factory=list)  # eventIDs of the queue events kept
 
 
 class Deduplicator:
@@ -196,7 +198,9 @@ class Deduplicator:
 
     def apply(self, events: DataFrame, batch: int, clock: dt.datetime | None) -> Outcome:
         """``events`` (cached, with ``eventid``, ``account``, ``eventtime`` and ``source_file``)
-        without the copies of events already counted."""
+        without the copies of events already counted. One Spark job reads the keys of the
+        batch's recent events and of its queue events; a second, only when something is to be
+        dropped, filters the batch."""
         from pyspark.sql import functions as F
 
         if clock is None:
@@ -208,33 +212,40 @@ class Deduplicator:
             "*", "xxhash64(account, eventid) AS __key",
             "unix_seconds(CAST(eventtime AS TIMESTAMP)) AS __time", f"{IS_QUEUE} AS __queue",
         )  # fmt: skip
-        per_key = (
-            marked.where(f"eventid IS NOT NULL AND __time >= {oldest}")
-            .groupBy("__key")
-            .agg(
-                F.min("__time").alias("time"),
-                F.count_if(~F.col("__queue")).alias("files"),
-                F.count_if(F.col("__queue")).alias("queued"),
-            )  # fmt: skip
-            .toArrow()
-        )
-        counts = marked.selectExpr(
-            "count_if(__queue) AS queue", f"count_if(__queue AND __time < {oldest}) AS stale"
-        ).first()
+        table = marked.where(
+            f"__queue OR (eventid IS NOT NULL AND __time >= {oldest})"
+        ).selectExpr(
+            "__key", "coalesce(__time, 0) AS __time", "__queue", "eventid IS NULL AS __no_id",
+            "CASE WHEN __queue THEN eventid END AS __id",
+        ).toArrow()  # fmt: skip
 
         def column(name: str) -> np.ndarray:
-            return per_key.column(name).to_numpy(zero_copy_only=False).astype(np.int64)
+            return table.column(name).to_numpy(zero_copy_only=False)
 
-        keys, times, files, queued = (column(n) for n in ("__key", "time", "files", "queued"))
+        row_keys, row_times = column("__key").astype(np.int64), column("__time").astype(np.int64)
+        queued_rows = column("__queue").astype(bool)
+        stale_rows = queued_rows & (row_times < oldest)
+        recent = (row_times >= oldest) & ~column("__no_id").astype(bool)
+        keys, first, inverse = np.unique(row_keys[recent], return_index=True, return_inverse=True)
+        from_queue = queued_rows[recent]
+        queued = np.bincount(inverse, weights=from_queue, minlength=len(keys)).astype(np.int64)
+        files = np.bincount(inverse, minlength=len(keys)).astype(np.int64) - queued
+        times = row_times[recent][first]
         decided = decide(self.seen.lookup(keys), files, queued)
         changed = decided.changed
         new_keys = b""
         if changed.any():
             new_keys = encode(keys[changed], times[changed], decided.states[changed])
-        outcome = Outcome(events, queue=counts.queue, stale=counts.stale, new_keys=new_keys)
+        kept_queue = from_queue & decided.keep_queue[inverse]
+        ids = column("__id")[recent][kept_queue]
+        outcome = Outcome(
+            events, queue=int(queued_rows.sum()), stale=int(stale_rows.sum()),
+            new_keys=new_keys, queue_ids=sorted({str(i) for i in ids[:MAX_QUEUE_IDS]}),
+        )  # fmt: skip
         special = decided.special
-        if not special.any() and not counts.stale:
+        if not special.any() and not outcome.stale:
             return outcome
+        outcome.duplicates = int(decided.drop_files.sum() + (queued - decided.keep_queue).sum())
         rows = zip(keys[special].tolist(), decided.drop_files[special].tolist(),
                    decided.keep_queue[special].tolist(), strict=True)  # fmt: skip
         plan = events.sparkSession.createDataFrame(
@@ -251,7 +262,5 @@ class Deduplicator:
         )  # fmt: skip
         helpers = ("__key", "__time", "__queue", "__n", "__drop_files", "__keep_queue")
         result = untouched.unionByName(chosen.drop("__n", "__drop_files", "__keep_queue"))
-        result = result.drop(*helpers).persist()
-        outcome.events = result
-        outcome.duplicates = events.count() - result.count() - counts.stale
+        outcome.events = result.drop(*helpers).persist()
         return outcome

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,8 @@ from pyspark.sql.streaming.datasource import (
     SupportsTriggerAvailableNow,
 )
 
+from loader.sources.events import INTAKE_SECONDS
+
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
@@ -30,6 +33,7 @@ FORMAT = "tsa_cloudtrail_events"
 SCHEMA = "Records ARRAY<STRING>, file_path STRING, account STRING, region STRING, dt STRING"
 OFFSET = "events_entry"  # distinct from the file source's "entry" in a query's progress
 RAW_VIEW = "__stream_events_raw"
+IDLE_POLL = 2  # seconds of an idle intake's long poll (SQS charges per request, not per wait)
 
 
 class EventsPartition(InputPartition):
@@ -58,9 +62,29 @@ class EventsQueueReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self.tasks = max(1, int(options.get("partitions") or 2))
         self.target: int | None = None
         self._queue: Any = None
+        self._lock = threading.Lock()
+        self._intake: threading.Thread | None = None
+        self._failed: BaseException | None = None
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_queue": None}
+    def __getstate__(self) -> dict[str, Any]:  # executors get the options, not the clients
+        return {**self.__dict__, "_queue": None, "_lock": None, "_intake": None}
+
+    def _follow(self) -> None:
+        """Take messages in while batches run, so a batch takes everything that came during
+        the one before (an intake per trigger would hold events back by a batch's length)."""
+        idle = False
+        try:
+            while True:
+                with self._lock:  # idle: one long poll, which returns as soon as a message is in
+                    report = self.queue.receive(
+                        wait_seconds=IDLE_POLL if idle else 0, max_receives=1 if idle else 100,
+                        budget=INTAKE_SECONDS,
+                    )  # fmt: skip
+                if report.rejected:
+                    _say(report.render())
+                idle = report.messages == report.again
+        except BaseException as exc:  # noqa: BLE001 (reported by the next latestOffset)
+            self._failed = exc
 
     @property
     def queue(self) -> Any:
@@ -80,20 +104,27 @@ class EventsQueueReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self.target = self.queue.inbox.last
 
     def latestOffset(self, start: dict[str, int], limit: ReadLimit) -> dict[str, int]:  # noqa: N802
-        if self.target is None:
-            report = self.queue.receive()
-            if report.rejected:
-                _say(report.render())
-        last = self.queue.inbox.last if self.target is None else self.target
+        if self.target is not None:  # --once: what prepareForTriggerAvailableNow drained
+            return {OFFSET: max(self.target, start[OFFSET])}
+        if self._intake is None:
+            self._intake = threading.Thread(target=self._follow, name="tsa-events-intake",
+                                             daemon=True)  # fmt: skip
+            self._intake.start()
+        if self._failed is not None:
+            raise self._failed
+        with self._lock:
+            last = self.queue.inbox.last
         return {OFFSET: max(last, start[OFFSET])}
 
     def getDefaultReadLimit(self) -> ReadLimit:  # noqa: N802
         return ReadAllAvailable()
 
     def partitions(self, start: dict[str, int], end: dict[str, int]) -> Sequence[InputPartition]:
+        with self._lock:
+            entries = self.queue.inbox.entries(start[OFFSET], end[OFFSET])
         rows = [
             (event.path, event.record, event.account, event.region, event.day)
-            for entry in self.queue.inbox.entries(start[OFFSET], end[OFFSET])
+            for entry in entries
             for event in entry.events
         ]
         if not rows:
@@ -102,7 +133,8 @@ class EventsQueueReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return [EventsPartition(rows[i::count]) for i in range(count)]
 
     def commit(self, end: dict[str, int]) -> None:
-        self.queue.inbox.commit(end[OFFSET], self.queue.delete)
+        with self._lock:
+            self.queue.inbox.commit(end[OFFSET], self.queue.delete)
 
     def read(self, partition: InputPartition) -> Iterator[tuple[Any, ...]]:
         for path, record, account, region, day in partition.rows:  # type: ignore[attr-defined]

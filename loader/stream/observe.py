@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from typing import TYPE_CHECKING, Any
 
+from loader.engine import timing
 from loader.engine.evaluate import cache_events
 from loader.engine.observe import observe
 from loader.engine.plan import Plan
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
     from loader.stream.history import History
 
 STATUS_RULE = "__batch"  # the status row's "rule"
-MAX_QUEUE_IDS = 100_000  # queue events a status row names (for the latency by source)
+PHASES_ENV = "TSA_PHASES"  # set: each batch prints where its time went (benchmarks)
 BLIND_EVERY = 3600.0  # seconds between two reports of the enrichment's blind spots
 _blind_said: dict[tuple[str, int], float] = {}  # (observations folder, plan) -> when said
 
@@ -75,27 +77,31 @@ def observe_batch(
         events = events.unionByName(history.events(session))
     keep = None if used is None else used | {"eventtime", "source_file", "account", "region",
                                               "eventid"}  # fmt: skip
-    events, count = cache_events(events, keep)
+    timing.clear()
+    with timing.phase("read"):
+        events, count = cache_events(events, keep)
     kept = events
     cores = session.sparkContext.defaultParallelism
     # A batch's aggregations are small: Spark's 200 shuffle partitions made a 1,000-event batch
     # cost 7.5 s instead of 4.1 s (the query's session is its own: this stays in the query).
     session.conf.set("spark.sql.shuffle.partitions", str(cores))
     try:
-        totals = events.selectExpr(
-            f"count(DISTINCT CASE WHEN NOT {IS_QUEUE} THEN source_file END) AS files",
-            "max(CAST(eventTime AS TIMESTAMP)) AS newest",
-        ).first()
-        before = previous_carried(folder, batch)
+        with timing.phase("totals"):
+            totals = events.selectExpr(
+                f"count(DISTINCT CASE WHEN NOT {IS_QUEUE} THEN source_file END) AS files",
+                "max(CAST(eventTime AS TIMESTAMP)) AS newest",
+            ).first()
+            before = previous_carried(folder, batch)
         clock = max(filter(None, (before.clock, totals.newest)), default=None)
         extra: dict[str, Any] = {}
         if dedup is not None:
-            outcome = dedup.apply(events, batch, clock)
-            kept = outcome.events
-            extra = {
-                "queue": outcome.queue, "duplicates": outcome.duplicates, "stale": outcome.stale,
-                "queue_ids": _queue_ids(kept, outcome.queue),
-            }  # fmt: skip
+            with timing.phase("dedup"):
+                outcome = dedup.apply(events, batch, clock)
+                kept = outcome.events
+                extra = {
+                    "queue": outcome.queue, "duplicates": outcome.duplicates,
+                    "stale": outcome.stale, "queue_ids": outcome.queue_ids,
+                }  # fmt: skip
         observed = observe(
             kept, plan, batch, enrichment=enrichment, strict=strict,
             starts=before.starts, clock=clock or dt.datetime(1970, 1, 1),
@@ -113,7 +119,8 @@ def observe_batch(
         )  # fmt: skip
         folder.delete(partial)
         rows = observed.observations.unionByName(status).coalesce(cores)
-        rows.write.parquet(folder.child(partial))
+        with timing.phase("write"):
+            rows.write.parquet(folder.child(partial))
         if coverage is not None:  # before the batch is final: a replay records what is missing
             files = events.where(f"NOT {IS_QUEUE}") if dedup is not None else events
             coverage.record(files, batch, totals.files)
@@ -127,12 +134,6 @@ def observe_batch(
     folder.rename(partial, final)
     if dedup is not None:
         dedup.remember(batch, outcome.new_keys)
+    if os.environ.get(PHASES_ENV):
+        print(f"batch {batch}: observe: {timing.render()}", flush=True)
     return True
-
-
-def _queue_ids(events: DataFrame, queued: int) -> list[str]:
-    """The eventIDs of the batch's queue events (kept), so alerts can say where they came from."""
-    if not queued:
-        return []
-    rows = events.where(IS_QUEUE).select("eventid").limit(MAX_QUEUE_IDS).collect()
-    return [row.eventid for row in rows if row.eventid]
