@@ -188,7 +188,9 @@ def test_queue_and_files_count_each_event_once_through_a_kill(spark, moto_server
         entries = [json.loads(e.read_text()) for e in (inbox / "entries").glob("*.json")]
         return sum(len(e["events"]) for e in entries)
 
-    wait_for(lambda: taken_in() > 50)
+    # the batch holding them planned (its offsets written), not committed
+    planned = checkpoint / "observe" / "offsets" / "1"
+    wait_for(lambda: taken_in() > 50 and planned.exists())
     # killed while its intake may hold messages it received but had not written to the inbox:
     # they come back after the visibility timeout (8 s, before the restart drains the queue)
     proc.kill()
