@@ -54,8 +54,8 @@ def session(driver_memory: str, logs: Path | None = None):  # type: ignore[no-un
 
 
 def pack(spark, enrichment, logs: Path, runs: int) -> tuple[list[list[str]], list[str]]:  # type: ignore[no-untyped-def]
+    from loader.batch.detect import detect, source_events
     from loader.engine import timing
-    from loader.rules.detect import detect, source_events
     from loader.rules.validate import load_valid_rules
 
     rules = load_valid_rules([])
@@ -117,8 +117,9 @@ FROM (
 
 
 def state(spark, sizes: list[int]) -> list[list[str]]:  # type: ignore[no-untyped-def]
+    from loader.alerts.tables import create_alert_tables
     from loader.rules.validate import load_rules
-    from loader.stream.apply import create_run_tables, start_apply
+    from loader.stream.apply import start_apply
     from loader.stream.checkpoint import OBSERVATIONS
 
     rules_dir = Path(tempfile.mkdtemp(prefix="tsa-rules-", dir=WORK))
@@ -132,7 +133,7 @@ def state(spark, sizes: list[int]) -> list[list[str]]:  # type: ignore[no-untype
         shutil.rmtree(checkpoint, ignore_errors=True)
         database = f"bench_baseline_{n}"
         spark.sql(f"DROP DATABASE IF EXISTS {database} CASCADE")
-        create_run_tables(spark, database)
+        create_alert_tables(spark, database)
         observations = checkpoint / OBSERVATIONS
 
         def apply(database: str = database, checkpoint: Path = checkpoint) -> float:

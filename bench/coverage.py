@@ -36,14 +36,10 @@ def main() -> None:
     import loader.tables.create_cloudtrail as create
     from loader.cli import main as cli
     from loader.config import Settings
-    from loader.coverage.deliveries import (
-        deliveries_table,
-        judge_relation,
-        record_frame,
-        trail_events,
-    )
+    from loader.coverage.deliveries import deliveries_table, judge_relation, trail_events
     from loader.coverage.gaps import GapSettings
     from loader.session import build_session
+    from loader.tables.deliveries import record_frame
 
     root = logs()
     files = sum(1 for _ in (root / "AWSLogs").rglob("*.json.gz"))

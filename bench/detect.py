@@ -176,10 +176,10 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
 
+    from loader.batch.detect import detect, source_events
     from loader.config import resolve
     from loader.engine import timing
     from loader.enrichment import enriched_session, with_sample_sources
-    from loader.rules.detect import detect, source_events
     from loader.rules.validate import load_rules, load_valid_rules
 
     logs = reference_logs(args.events)

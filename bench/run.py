@@ -86,7 +86,7 @@ def _run_once(spark, logs: Path, rules, enrichment, name: str, table: str | None
 
 
 def throughput(spark, enrichment, logs: Path, events_expected: int) -> list[list[str]]:  # type: ignore[no-untyped-def]
-    from loader.rules.detect import detect, source_events
+    from loader.batch.detect import detect, source_events
     from loader.rules.validate import load_valid_rules
     from loader.tables.create_cloudtrail import create_cloudtrail_tables
     from loader.tables.materialize import materialize
@@ -243,8 +243,9 @@ def state_scaling(spark, entries: list[int]) -> list[list[str]]:  # type: ignore
     """The apply query alone, fed observation files written directly: first a batch that
     builds the state (``n`` entries: n/10 principals with 10 values each), then the same
     small batch for every size."""
+    from loader.alerts.tables import create_alert_tables
     from loader.rules.validate import load_rules
-    from loader.stream.apply import create_run_tables, start_apply
+    from loader.stream.apply import start_apply
     from loader.stream.checkpoint import OBSERVATIONS
 
     rules_dir = Path(tempfile.mkdtemp(prefix="tsa-rules-", dir=WORK))
@@ -257,7 +258,7 @@ def state_scaling(spark, entries: list[int]) -> list[list[str]]:  # type: ignore
         shutil.rmtree(checkpoint, ignore_errors=True)
         database = f"bench_state_{n}"
         spark.sql(f"DROP DATABASE IF EXISTS {database} CASCADE")
-        create_run_tables(spark, database)
+        create_alert_tables(spark, database)
         observations = checkpoint / OBSERVATIONS
 
         def report(_line: str) -> None:  # timed here, around each run of the query

@@ -13,17 +13,29 @@ from pathlib import Path
 from typing import Any
 
 from loader.errors import ConfigError, TsaError
-from loader.sample.generate import SampleSpec
+from loader.sample.spec import SampleSpec
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
+ONCE = {"flag_only": True}  # about one invocation: a flag, never a config key
+
+
+def _choices(*values: str) -> dict[str, Any]:
+    return {"choices": values}
+
 
 @dataclass
 class Settings:
-    """Every setting, with its default. A config key has the name of its field."""
+    """Everything a command reads, with its default.
+
+    A config file key has the name of its field; the flag is the same name with dashes
+    (``max_files`` is ``--max-files``). Fields marked ``ONCE`` say what to do this time
+    (``--since``, ``--explain``, paths) and are flags only. ``sinks``, ``delivery`` and
+    ``allowlist`` are tables of the config file only.
+    """
 
     master: str | None = None
     conf: dict[str, str] = field(default_factory=dict)
@@ -39,30 +51,107 @@ class Settings:
     events_per_file: int = SampleSpec.events_per_file
     end_date: str | None = None
     file_minutes: int = SampleSpec.file_minutes
-    # enrichment: every command that evaluates SQL (demo, enrich, serve)
+    # enrichment: every command that evaluates SQL
     geoip_city_db: str | None = None
     geoip_country_db: str | None = None
     geoip_asn_db: str | None = None
     tor_exit_list: str | None = None
     tor_refresh: str = "1h"
-    # run: history replayed from the materialized Parquet table (database.table)
-    history_table: str | None = None
+    # tables
+    kind: str = field(default="cloudtrail", metadata=_choices("cloudtrail", "s3-access-logs"))
+    dry_run: bool = field(default=False, metadata=ONCE)
     # serve
     host: str = "127.0.0.1"
     port: int = 10000
+    # the rule engine (detect, run, test-rules, export)
+    rules: list[str] | None = None
+    no_fuse: bool = False
+    strict: bool = False
+    explain: bool = field(default=False, metadata=ONCE)
+    paths: list[str] = field(default_factory=list, metadata=ONCE)
+    # which events and alerts (detect, coverage, report, materialize)
+    table: str | None = None
+    since: str | None = field(default=None, metadata=ONCE)
+    until: str | None = field(default=None, metadata=ONCE)
+    output: str | None = None
+    # log delivery gaps (detect, run, coverage)
+    no_coverage: bool = False
+    min_gap: str = "1h"
+    gap_factor: float = 3.0
+    now: str | None = field(default=None, metadata=ONCE)
+    # report
+    report_out: str = field(default="alerts.html", metadata=ONCE)
+    entities: int = 20
+    # run
+    checkpoint: str = "tsa-checkpoint"
+    trigger: str = "30s"
+    once: bool = field(default=False, metadata=ONCE)
+    max_files: int | None = None
+    history_table: str | None = None
+    sqs_queue_url: str | None = None
+    sqs_inbox: str | None = None
+    sqs_visibility_timeout: str = "15m"
+    events_queue_url: str | None = None
+    events_inbox: str | None = None
+    dedup_window: str = "24h"
+    # metastore
+    postgres: str | None = None
+    conf_dir: str | None = None
+    warehouse: str | None = None
+    jdbc_driver: str | None = None
+    # export
+    dialect: str = field(default="athena", metadata=_choices("athena"))
+    every: str = "1h"
+    export_dir: str | None = field(default=None, metadata=ONCE)
+    # discover and sync
+    regions: list[str] | None = None
+    create: bool = field(default=False, metadata=ONCE)
+    sync_to: str | None = None
+    dest: str | None = None
+    # deliver
+    wait: str = "0s"
+    # import-sigma
+    sigma_sources: list[str] = field(default_factory=list, metadata=ONCE)
+    sigma_out: str | None = field(default=None, metadata=ONCE)
+    force: bool = field(default=False, metadata=ONCE)
+    source_url: str | None = field(default=None, metadata=ONCE)
+    license: str | None = field(default=None, metadata=ONCE)
+    sigma_dedup: str | None = field(default=None, metadata=ONCE)
     # alert delivery (run, detect, deliver): [[sinks]], [delivery], [allowlist] tables
     sinks: list[dict[str, Any]] = field(default_factory=list)
     delivery: dict[str, Any] = field(default_factory=dict)
     allowlist: dict[str, Any] = field(default_factory=dict)
 
+    def need(self, key: str, command: str) -> Any:
+        """The value of a setting a command cannot do without, or a one-line error."""
+        value = getattr(self, key)
+        if value in (None, "", []):
+            flag = "--" + key.replace("_", "-")
+            raise ConfigError(f"{command} needs {flag} (or '{key}' in the config file)")
+        return value
+
+
+FILE_ONLY = ("sinks", "delivery", "allowlist")
+
 
 def known_keys() -> list[str]:
-    return [f.name for f in fields(Settings)]
+    """The keys a config file may hold."""
+    return [f.name for f in fields(Settings) if not f.metadata.get("flag_only")]
+
+
+def flag_only_keys() -> list[str]:
+    return [f.name for f in fields(Settings) if f.metadata.get("flag_only")]
+
+
+def choices(key: str) -> tuple[str, ...] | None:
+    return next(f.metadata.get("choices") for f in fields(Settings) if f.name == key)
 
 
 def _expected_type(key: str) -> type:
     annotation = str(next(f.type for f in fields(Settings) if f.name == key))
-    for name, kind in (("dict", dict), ("list", list), ("bool", bool), ("int", int)):
+    for name, kind in (
+        ("dict", dict), ("list", list), ("bool", bool), ("int", int), ("float", float)
+    ):  # fmt: skip
         if annotation.startswith(name):
             return kind
     return str
@@ -91,7 +180,10 @@ def parse_config(text: str, origin: str) -> dict[str, Any]:
     keys = known_keys()
     problems = []
     for key, value in data.items():
-        if key not in keys:
+        if key in flag_only_keys():
+            problems.append(f"{origin}: '{key}' is about one run: give it as a flag "
+                            f"(--{key.replace('_', '-')}), not in the config file")  # fmt: skip
+        elif key not in keys:
             hint = difflib.get_close_matches(key, keys, n=1)
             suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
             problems.append(f"{origin}: unknown setting '{key}'{suggestion}")
@@ -101,20 +193,34 @@ def parse_config(text: str, origin: str) -> dict[str, Any]:
             else:
                 data[key] = {str(k): _conf_value(v) for k, v in value.items()}
         else:
-            expected = _expected_type(key)
-            # bool is an int in Python; a setting that wants a number must not take `true`
-            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-                article = {
-                    "str": "a string", "int": "an integer", "bool": "true or false",
-                    "dict": "a table", "list": "an array of tables ([[sinks]])",
-                }  # fmt: skip
-                problems.append(
-                    f"{origin}: '{key}' must be {article[expected.__name__]}, "
-                    f"got {type(value).__name__} {value!r}"
-                )
+            problem = _check_value(key, value)
+            if problem:
+                problems.append(f"{origin}: {problem}")
+            elif isinstance(value, int) and _expected_type(key) is float:
+                data[key] = float(value)
     if problems:
         raise ConfigError("; ".join(problems))
     return data
+
+
+def _check_value(key: str, value: Any) -> str | None:
+    """What is wrong with a config value for KEY, or None."""
+    expected = _expected_type(key)
+    article = {
+        "str": "a string", "int": "an integer", "bool": "true or false", "float": "a number",
+        "dict": "a table", "list": "an array",
+    }  # fmt: skip
+    ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
+    # bool is an int in Python; a setting that wants a number must not take `true`
+    if not ok or (expected in (int, float) and isinstance(value, bool)):
+        what = "an array of tables ([[sinks]])" if key == "sinks" else article[expected.__name__]
+        return f"'{key}' must be {what}, got {type(value).__name__} {value!r}"
+    if expected is list and key != "sinks" and not all(isinstance(v, str) for v in value):
+        return f"'{key}' must be an array of strings, got {value!r}"
+    allowed = choices(key)
+    if allowed and value not in allowed:
+        return f"'{key}' must be one of {', '.join(allowed)}, got {value!r}"
+    return None
 
 
 def _conf_value(value: Any) -> str:
@@ -140,10 +246,10 @@ def resolve(config_path: str | None, flags: dict[str, Any]) -> Settings:
     if config_path:
         for key, value in parse_config(read_config_text(config_path), config_path).items():
             setattr(settings, key, value)
-    for key in known_keys():
+    for key in (f.name for f in fields(Settings)):
         value = flags.get(key)
         if key == "conf":
             settings.conf = {**settings.conf, **parse_conf_pairs(value)}
-        elif value is not None and value is not False:
+        elif value is not None and value is not False and value != []:
             setattr(settings, key, value)
     return settings

@@ -84,9 +84,9 @@ def run_demo(settings: Settings, out: str = "sample", events: int = 20_000) -> i
 def _detect(spark: Any, database: str, enrichment: Any, report_file: str) -> int:
     """The bundled rules over the sample, the alerts per rule and severity, the attack story
     in one line per alert, and the report; the number of alerts."""
+    from loader.batch.detect import detect, events_relation
     from loader.report.data import read_report_data
     from loader.report.render import write_report
-    from loader.rules.detect import detect, events_relation
     from loader.rules.validate import load_valid_rules
 
     rules = load_valid_rules(None)

@@ -27,6 +27,8 @@ from loader.errors import ConfigError, EnvironmentProblem
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from loader.config import Settings
+
 DEBIAN_JDBC_DRIVER = "/usr/share/java/postgresql.jar"
 DRIVER_HINT = "apt-get install -y libpostgresql-jdbc-java, or give --jdbc-driver PATH"
 HIVE_MODEL_PACKAGE = "org.apache.hadoop.hive.metastore.model"
@@ -317,3 +319,26 @@ def warehouse_uri(value: str) -> str:
     if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", value) or value.startswith("file:"):
         return value
     return Path(value).expanduser().resolve().as_uri()
+
+
+def setup_shared_metastore(settings: Settings, url: str) -> int:
+    """`metastore`: create the schema in PostgreSQL at URL, then write the Spark settings
+    that share it into the configuration folder; prints what it did."""
+    from loader.session import build_session
+
+    pg = parse_postgres_url(url)
+    driver = check_driver(settings.jdbc_driver or DEBIAN_JDBC_DRIVER)
+    warehouse = warehouse_uri(settings.warehouse) if settings.warehouse else default_warehouse()
+    conf_dir = Path(settings.conf_dir or os.environ.get("SPARK_CONF_DIR") or "spark-conf")
+    conf_dir = conf_dir.resolve()
+    check_reachable(pg)
+    settings.conf = {**settings.conf, **schema_creation_conf(pg, warehouse, driver)}
+    spark = build_session(settings, "tsa metastore")
+    print(create_schema(spark, pg).render(pg))
+    spark.stop()
+    path = write_spark_defaults(conf_dir, shared_conf(pg, warehouse, driver))
+    print(f"wrote {path} (mode 600: it holds the password)")
+    print(f"warehouse: {warehouse}")
+    print(f"every Spark process started with SPARK_CONF_DIR={conf_dir} shares this catalog:")
+    print(f"  export SPARK_CONF_DIR={conf_dir}")
+    return 0

@@ -235,20 +235,17 @@ def test_generated_history_with_jitter_has_no_gap_and_removed_files_give_exactly
 
 
 def test_no_coverage_turns_gap_judging_off_before_spark_is_touched():
-    from loader.cli import _detect_coverage, build_parser
-    from loader.config import Settings
-
-    args = build_parser().parse_args(["detect", "--no-coverage"])
-    assert _detect_coverage(None, args, Settings()) is None  # no session needed, none used
-    args = build_parser().parse_args(["coverage", "--gap-factor", "0"])
     import pytest
 
-    from loader.cli import _gap_settings
+    from loader.config import resolve
+    from loader.coverage.batch import detect_coverage, gap_settings
     from loader.errors import ConfigError
 
+    settings = resolve(None, {"no_coverage": True})
+    assert detect_coverage(None, settings) is None  # no session needed, none used
     with pytest.raises(ConfigError, match="--gap-factor 0"):
-        _gap_settings(args)
-    assert _gap_settings(build_parser().parse_args(["coverage", "--min-gap", "2h"])).min_gap == 7200
+        gap_settings(resolve(None, {"gap_factor": 0.0}))
+    assert gap_settings(resolve(None, {"min_gap": "2h"})).min_gap == 7200
 
 
 def test_sinks_say_what_a_gap_alert_is():

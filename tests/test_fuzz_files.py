@@ -150,7 +150,7 @@ def test_create_hive_table_loads_or_quarantines_every_hostile_file(spark, tmp_pa
     loaded = {Path(r.source_file).name: r.n for r in rows}
     assert loaded == expected  # every loadable file whole; nothing from the quarantined ones
     assert all(r.typed > 0 for r in rows)  # no file's rows are all NULLs
-    from loader.rules.detect import source_events  # `detect --source`: the files read directly
+    from loader.batch.detect import source_events  # `detect --source`: the files read directly
 
     direct = source_events(spark, str(tmp_path)).groupBy("source_file").count().collect()
     assert {Path(r.source_file).name: r["count"] for r in direct} == expected

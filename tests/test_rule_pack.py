@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from loader.rules.ruletests import load_cases, run_rule_tests, sibling
+from loader.engine.ruletests import load_cases, run_rule_tests, sibling
 from loader.rules.validate import BUNDLED, load_rules
 from loader.sample.enrichment_data import write_enrichment_data
 from tests.corpus import corpus_dir

@@ -146,11 +146,11 @@ def test_state_batch_by_batch_and_no_fuse_equal_detect(spark, story):
     and applied to one store a batch at a time (the runner's stateful step): exactly
     `detect`'s alerts over the whole history at once. And every rule alone, as written (UDFs
     called per event, `--no-fuse`): the same alert ids with the same details."""
+    from loader.batch.detect import source_events
     from loader.engine.evaluate import cache_events, evaluate
     from loader.engine.observe import observe
     from loader.engine.plan import plan_rules
     from loader.engine.step import apply_rule, observations_of
-    from loader.rules.detect import source_events
     from loader.rules.validate import load_valid_rules
     from udfs.spark import EnrichmentConfig, register_udfs
 

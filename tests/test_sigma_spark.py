@@ -13,7 +13,7 @@ from collections import defaultdict
 
 import pytest
 
-from loader.rules.ruletests import run_rule_tests
+from loader.engine.ruletests import run_rule_tests
 from loader.rules.validate import load_rules
 from tests.corpus import corpus_dir
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loader.alerts.sinks import Rejected, RetryLater, Sink
-from loader.rules.keys import SEVERITIES
+from loader.severity import SEVERITIES
 
 FINAL = ("delivered", "rejected", "suppressed", "deduplicated", "filtered")
 DEFAULT_DEDUP_KEY = ("rule", "entity")

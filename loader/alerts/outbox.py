@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from loader.alerts.delivery import FINAL, Attempt, Deliverer, RoundReport
 from loader.alerts.model import ALERTS_TABLE
-from loader.tables.cloudtrail_ddl import sql_string
+from loader.sql import sql_string
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

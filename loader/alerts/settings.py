@@ -24,7 +24,7 @@ from loader.alerts.sinks import (
 )
 from loader.durations import parse_duration
 from loader.errors import ConfigError
-from loader.rules.keys import SEVERITIES
+from loader.severity import SEVERITIES
 
 COMMON = {"type", "name", "min_severity", "rules"}
 KINDS: dict[str, tuple[type, set[str], set[str]]] = {

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from loader.alerts.model import ALERT_COLUMNS, ALERTS_TABLE
 from loader.coverage.gaps import ALL_REGIONS, Gap, GapSettings, deduplicated, duration_text
-from loader.tables.cloudtrail_ddl import sql_string
+from loader.sql import sql_string
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

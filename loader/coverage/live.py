@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from loader.coverage.alerts import alerted_before, gap_alerts
-from loader.coverage.deliveries import deliveries_table, judge_relation, record_frame
+from loader.coverage.deliveries import deliveries_table, judge_relation
 from loader.coverage.gaps import GapSettings
 from loader.errors import first_line
+from loader.tables.deliveries import record_frame
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

@@ -9,19 +9,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from loader.coverage.deliveries import (
-    DELIVERIES_TABLE,
-    TEXT_TIME,
     coverage_where,
     deliveries_relation,
     deliveries_table,
     judge_relation,
-    table_exists,
     trail_events,
 )
 from loader.coverage.gaps import ALL_REGIONS, Gap, GapSettings, duration_text
 from loader.coverage.trails import TrailSpan, trail_spans
 from loader.errors import TsaError
-from loader.tables.cloudtrail_ddl import check_identifier, sql_string
+from loader.sql import check_identifier, sql_string
+from loader.tables.deliveries import DELIVERIES_TABLE, TEXT_TIME, table_exists
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -17,6 +17,7 @@ from __future__ import annotations
 from loader.engine.plan import Plan, RulePlan, mentions
 from loader.rules.keys import ACCOUNT_COLUMNS
 from loader.rules.model import Rule
+from loader.sql import quote_name, sql_string
 
 DAY = 86400.0
 SIGHTING_COLUMNS = ("rule", "key", "entity", "value", "day", "eventTime", "eventID", "row")
@@ -30,15 +31,6 @@ SIGHTING_TYPE = (
     "struct<rule:string,key:string,entity:string,value:string,day:int,"
     "eventTime:timestamp,eventID:string,row:string>"
 )
-
-
-def sql_string(text: str) -> str:
-    """A Spark SQL string literal (backslashes and quotes escaped)."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def quote_name(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 def account_wide(rule: Rule) -> bool:

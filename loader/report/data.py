@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from loader.alerts.model import ALERTS_TABLE
 from loader.alerts.outbox import DELIVERIES_TABLE
 from loader.errors import TsaError
-from loader.tables.cloudtrail_ddl import check_identifier, sql_string
+from loader.sql import check_identifier, sql_string
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -13,12 +13,12 @@ from typing import Any
 
 from loader.durations import parse_duration
 from loader.errors import ConfigError
+from loader.severity import SEVERITIES
 
 KINDS = ("alert", "profile", "baseline")
 SCOPES = ("account", "organization")
 # where `scope: account` reads an account-wide rule's account, first match in its result
 ACCOUNT_COLUMNS = ("recipientAccountId", "account")
-SEVERITIES = ("info", "low", "medium", "high", "critical")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

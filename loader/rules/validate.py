@@ -274,7 +274,7 @@ def rule_files(paths: Iterable[str]) -> list[Path]:
             found += [f for folder in packs for f in sorted(folder.rglob("*.sql"))]
         elif path.is_dir():
             found += sorted(path.rglob("*.sql"))
-        elif path.exists() or path.suffix == ".sql":
+        else:  # a file, or a path that does not exist (reported, not skipped)
             found.append(path)
     return found
 

@@ -138,3 +138,13 @@ CONSOLE_AGENT = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/122.0.0.0 Safari/537.36"
 )
+
+# Addresses inside the ranges of MaxMind's public test databases, so GeoIP finds them.
+OFFICE_IPS = {
+    "US": ["216.160.83.56", "216.160.83.57", "216.160.83.58", "214.78.0.10", "214.78.1.20"],
+    "GB": ["81.2.69.142", "81.2.69.143", "81.2.69.150", "2.125.160.216", "2.125.160.217"],
+    "SE": ["89.160.20.112", "89.160.20.115", "89.160.20.130"],
+}
+ATTACKER_IPS = ["175.16.199.21", "175.16.199.88"]  # CN in the test databases
+TOR_EXIT_IP = "171.25.193.25"  # a long-lived Tor exit node, in every published list
+DEFAULT_END = "2024-03-31"  # the last day of a sample unless told

@@ -13,7 +13,7 @@ import datetime as dt
 import os
 from typing import Any
 
-from loader.sample.generate import ATTACKER_IPS, DEFAULT_END, OFFICE_IPS, TOR_EXIT_IP
+from loader.sample.catalog import ATTACKER_IPS, DEFAULT_END, OFFICE_IPS, TOR_EXIT_IP
 
 # network -> (ISO code, country, city or None, AS number, AS organization)
 NETWORKS = {

@@ -27,18 +27,20 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from loader.sample.catalog import API_MIX, API_WEIGHTS, CONSOLE_AGENT, USER_AGENTS
+from loader.sample.catalog import (
+    API_MIX,
+    API_WEIGHTS,
+    ATTACKER_IPS,
+    CONSOLE_AGENT,
+    DEFAULT_END,
+    OFFICE_IPS,
+    TOR_EXIT_IP,
+    USER_AGENTS,
+)
+from loader.sample.spec import SampleSpec
 
 REGIONS = ("us-east-1", "us-west-2", "eu-west-1")
 REGION_WEIGHTS = (0.6, 0.25, 0.15)
-# Addresses inside the ranges of MaxMind's public test databases, so GeoIP finds them.
-OFFICE_IPS = {
-    "US": ["216.160.83.56", "216.160.83.57", "216.160.83.58", "214.78.0.10", "214.78.1.20"],
-    "GB": ["81.2.69.142", "81.2.69.143", "81.2.69.150", "2.125.160.216", "2.125.160.217"],
-    "SE": ["89.160.20.112", "89.160.20.115", "89.160.20.130"],
-}
-ATTACKER_IPS = ["175.16.199.21", "175.16.199.88"]  # CN in the test databases
-TOR_EXIT_IP = "171.25.193.25"  # a long-lived Tor exit node, in every published list
 ATTACK_USER = "dave"
 ENUMERATION_CALLS = 40
 ENUMERATION = (
@@ -58,20 +60,6 @@ USERS = (
     ("ci-deployer", "US"),
 )
 ROLES = ("Admin", "ReadOnly", "deploy", "lambda-ingest")
-DEFAULT_END = "2024-03-31"
-
-
-@dataclass(frozen=True)
-class SampleSpec:
-    events: int = 20_000
-    days: int = 7
-    accounts: int = 2
-    seed: int = 7
-    events_per_file: int = 2_500
-    end_date: str | None = None
-    # 0: a day's events of a region fill files of events_per_file; N: as CloudTrail delivers,
-    # one file per region per N minutes that had events, written a few minutes after them
-    file_minutes: int = 0
 
 
 @dataclass

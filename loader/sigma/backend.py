@@ -44,8 +44,8 @@ from sigma.types import (
     TimestampPart,
 )
 
-from loader.engine.sql import sql_string
 from loader.sigma.fields import Field, UnknownField, resolve
+from loader.sql import sql_string
 
 # A keyword (a value without a field) is searched in the whole event's JSON text
 KEYWORD_FIELD = "raw_json"

@@ -24,8 +24,8 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from loader.engine.sql import sql_string
 from loader.rules.schema import event_columns
+from loader.sql import sql_string
 
 # Columns whose value is a JSON document kept as text
 JSON_COLUMNS = (

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 from loader.errors import ConfigError
 from loader.sources.layout import LOG_SUFFIXES, LayoutMismatch, place
 from loader.sources.listing import list_files
+from loader.sql import sql_string
 from loader.stream.checkpoint import OBSERVE, Folder
-from loader.tables.cloudtrail_ddl import sql_string
 from loader.tables.materialize import DAYS_TABLE, Fingerprint
 
 if TYPE_CHECKING:

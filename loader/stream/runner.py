@@ -23,15 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 from loader.alerts.delivery import Deliverer
 from loader.alerts.outbox import DeliveryLoop
-from loader.coverage.deliveries import ensure_tables
+from loader.alerts.tables import create_alert_tables
 from loader.coverage.live import LiveCoverage
 from loader.engine.plan import Plan
 from loader.errors import first_line
 from loader.rules.validate import columns_used
-from loader.stream.apply import create_run_tables, start_apply
+from loader.stream.apply import start_apply
 from loader.stream.checkpoint import OBSERVATIONS, OBSERVE, Folder, check_engine, clean
 from loader.stream.dedup import Deduplicator
 from loader.stream.observe import observe_batch
+from loader.tables.deliveries import ensure_tables
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -111,7 +112,7 @@ def start(
     event once by account and eventID within that window (:mod:`loader.stream.dedup`)."""
     root = Folder(spark, checkpoint)
     check_engine(root)
-    database = create_run_tables(spark, database)
+    database = create_alert_tables(spark, database)
     if coverage is not None:
         ensure_tables(spark, database)
         coverage.report = report

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from loader.errors import LoaderError
+from loader.sql import check_identifier, sql_string
 from loader.tables.cloudtrail_schema import (
     EVENT_FIELDS,
     INSIGHT_FIELDS,
@@ -32,22 +31,6 @@ RAW_OPTIONS = {
 }
 PARTITION_COLUMNS = ("account", "region", "dt")
 PARTITIONS_PER_STATEMENT = 200
-
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def check_identifier(name: str, what: str = "database") -> str:
-    if not _IDENTIFIER.match(name):
-        raise LoaderError(
-            f"invalid {what} name {name!r}: use letters, digits and underscores, "
-            "starting with a letter"
-        )
-    return name
-
-
-def sql_string(value: str) -> str:
-    """A single-quoted Spark SQL string literal."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def create_database(db: str) -> str:

@@ -13,13 +13,13 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
-from loader.coverage.deliveries import backfill_from_files, ensure_tables, record_files
 from loader.errors import LoaderError
 from loader.progress import Progress
 from loader.sources.layout import LayoutMismatch, ListedFile, Placement, place
 from loader.sources.listing import list_files, normalize_source
 from loader.tables import cloudtrail_ddl as ddl
 from loader.tables.catalog import partition_locations, run_statements, view_query
+from loader.tables.deliveries import backfill_from_files, ensure_tables, record_files
 from loader.tables.filecheck import LOADED, PARTIAL, QUARANTINED, SKIPPED, check_path
 
 if TYPE_CHECKING:

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING
 
 from loader.errors import LoaderError
 from loader.sources.listing import list_files, normalize_source
+from loader.sql import check_identifier, sql_string
 from loader.tables.catalog import run_statements
-from loader.tables.cloudtrail_ddl import check_identifier, create_database, sql_string
+from loader.tables.cloudtrail_ddl import create_database
 from loader.tables.s3_access_ddl import (
     create_lines_table,
     create_raw_table,

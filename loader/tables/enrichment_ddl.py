@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from loader.tables.cloudtrail_ddl import EVENTS_VIEW, ViewDef, check_identifier, sql_string
+from loader.sql import check_identifier, sql_string
+from loader.tables.cloudtrail_ddl import EVENTS_VIEW, ViewDef
 
 ENRICHMENT_TABLE = "ip_enrichment"
 ENRICHED_VIEW = "cloudtrail_enriched"

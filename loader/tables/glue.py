@@ -24,7 +24,7 @@ from typing import Any
 
 from loader.errors import LoaderError
 from loader.s3util import split_s3
-from loader.tables.cloudtrail_ddl import check_identifier
+from loader.sql import check_identifier
 
 CLOUDTRAIL_TABLE = "cloudtrail_logs"
 EVENTS_VIEW = "cloudtrail"

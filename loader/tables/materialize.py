@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 from loader.errors import LoaderError
 from loader.progress import Progress
 from loader.sources.listing import list_files
+from loader.sql import check_identifier, sql_string
 from loader.tables.catalog import partition_locations, run_statements
-from loader.tables.cloudtrail_ddl import EVENTS_VIEW, RAW_TABLE, check_identifier, sql_string
+from loader.tables.cloudtrail_ddl import EVENTS_VIEW, RAW_TABLE
 from loader.tables.cloudtrail_schema import view_columns
 
 if TYPE_CHECKING:

@@ -87,7 +87,7 @@ def parse_line(line: str) -> dict[str, str | None] | None:
 
 def create_raw_table(db: str, table: str, location: str) -> str:
     """The lines through ``RegexSerDe``: one string column per field, NULL where absent."""
-    from loader.tables.cloudtrail_ddl import sql_string
+    from loader.sql import sql_string
 
     columns = ",\n  ".join(f"`{name}` STRING" for name in RAW_COLUMNS)
     return (
@@ -100,7 +100,7 @@ def create_raw_table(db: str, table: str, location: str) -> str:
 
 def create_lines_table(db: str, table: str, location: str) -> str:
     """The same files, one whole line per row: what the SerDe could not read stays visible."""
-    from loader.tables.cloudtrail_ddl import sql_string
+    from loader.sql import sql_string
 
     return (
         f"CREATE EXTERNAL TABLE IF NOT EXISTS {db}.{table} (line STRING)\n"
@@ -110,7 +110,7 @@ def create_lines_table(db: str, table: str, location: str) -> str:
 
 
 def _typed(field: LogField) -> str:
-    from loader.tables.cloudtrail_ddl import sql_string
+    from loader.sql import sql_string
 
     column = f"`{field.name}`"
     if field.kind == "timestamp":
@@ -149,6 +149,6 @@ def unparsed_view_query(lines: str) -> str:
 def matches_sql(column: str) -> str:
     """True where ``column`` is a whole line the SerDe reads (``RegexSerDe`` matches the whole
     line, ``RLIKE`` finds: hence the anchors)."""
-    from loader.tables.cloudtrail_ddl import sql_string
+    from loader.sql import sql_string
 
     return f"{column} RLIKE {sql_string('^' + REGEX + '$')}"

@@ -16,9 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from loader.alerts.model import create_alerts_table
-from loader.alerts.outbox import create_deliveries_table
 from loader.alerts.store import append_new_alerts
+from loader.alerts.tables import create_alert_tables
 from loader.coverage.alerts import RULE as COVERAGE_RULE
 from loader.coverage.enrichment import blind_spots
 from loader.engine.evaluate import cache_events, evaluate
@@ -27,8 +26,7 @@ from loader.engine.timing import phase
 from loader.errors import TsaError
 from loader.rules.model import Rule
 from loader.rules.validate import columns_used
-from loader.tables.catalog import run_statements
-from loader.tables.cloudtrail_ddl import check_identifier, create_database, sql_string
+from loader.sql import check_identifier, sql_string
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -147,9 +145,7 @@ def detect(
         with phase("enrichment blind spots"):
             report.blind = blind_spots(events, enrichment)
         with phase("write alerts"):
-            run_statements(
-                spark, [create_database(db), create_alerts_table(db), create_deliveries_table(db)]
-            )
+            create_alert_tables(spark, db)
             report.added = append_new_alerts(spark, alerts, db)
             if output:
                 _write_jsonl(alerts, output)
