@@ -14,7 +14,7 @@ DATA = Path(__file__).resolve().parent / "data"
 
 
 def reference_logs(events: int, seed: int = 42) -> Path:
-    """The PERFORMANCE.md workload (2,500 events per file), generated once and reused."""
+    """The reference workload of bench/README.md (2,500 events per file), generated once."""
     out = DATA / f"events_{events}_seed{seed}"
     marker = out / ".complete"
     if not marker.exists():

@@ -3,7 +3,7 @@ the cost grows with the number of rules (1, 10, all bundled, 200).
 
 Each row is one whole `detect` call as the command runs it: read and type the raw .json.gz
 logs (the `--source` path), keep the events in memory, evaluate the rules, write the new alerts
-to `bench_detect.alerts`. The data are the reference 1,000,000 events of PERFORMANCE.md (seven
+to `bench_detect.alerts`. The data are the reference 1,000,000 events of bench/README.md (seven
 days, so the profiles compute their state but are still learning), with the sample's GeoIP
 databases and Tor list. The 200-rule set is the bundled pack plus generated filter rules shaped
 like the community's (Sigma's CloudTrail rules: an eventSource, one or a few eventNames, a

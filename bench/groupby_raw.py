@@ -3,7 +3,7 @@
     python -m bench.groupby_raw [--events 1000000] [--runs 3]
 
 Every contender computes the same answer (events per eventName) over the same files, in the
-same run; the table reports events/s per core, the figure PERFORMANCE.md asks for.
+same run; the table reports events/s per core, the figure the targets in bench/README.md use.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ same Parquet files, in one run; with the conversion rate of `materialize`.
 
     python -m bench.materialize [--events 1000000] [--runs 3]
 
-PERFORMANCE.md (issue 9) asks for >= 5M events/s per core on Parquet.
+The target (bench/README.md): >= 5M events/s per core on Parquet.
 """
 
 from __future__ import annotations

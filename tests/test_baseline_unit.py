@@ -24,7 +24,8 @@ RULE_PATH = SQL / "baselines" / "access_denied_spike.sql"
 def _rule(**changes):
     rule, problems = read_rule(RULE_PATH)
     assert problems == []
-    rule.values.update(changes)
+    for key, value in changes.items():
+        setattr(rule, key, value)
     return rule
 
 
@@ -39,7 +40,7 @@ def _api(event) -> str:
 def observations(events, rule, batch: int = 0) -> list[Observation]:
     """The engine's reduction, in Python: one observation per entity, top value and bucket
     (first time, last time, rows), each carrying the clock (the newest event of ``events``)."""
-    settings = BaselineSettings.of(rule.values)
+    settings = BaselineSettings.of(rule)
     groups: dict[tuple, list[dt.datetime]] = {}
     for e in events:
         key = (e["userIdentity"]["arn"], _api(e), settings.number(_time(e)))
@@ -169,7 +170,7 @@ def test_batch_by_batch_with_restarts_equals_one_batch(month):
 
 def test_a_bucket_waits_for_lateness_and_a_late_row_is_not_judged_twice():
     rule = _rule(min_history=0.0, min_count=5)
-    settings = BaselineSettings.of(rule.values)
+    settings = BaselineSettings.of(rule)
     t = dt.datetime(2024, 3, 1, 10, 0)
     rows = [
         Observation("u", "x", t + dt.timedelta(hours=h), None, None, count=2, clock=t)

@@ -149,7 +149,9 @@ def test_the_commands_act_on_keys_from_the_file(tmp_path, capsys):
     assert "nowhere: no such directory" in capsys.readouterr().err
 
     config.write_text('sqs_queue_url = "https://q"\nhistory_table = "security.x"\n')
-    assert main(["run", "--config", str(config), "--rules", "sql/alerts/root_console_login.sql"]) == 1
+    assert (
+        main(["run", "--config", str(config), "--rules", "sql/alerts/root_console_login.sql"]) == 1
+    )
     assert "--history-table works with --source" in capsys.readouterr().err
 
     config.write_text(f'rules = ["{tmp_path / "no-rules"}"]\n')

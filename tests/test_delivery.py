@@ -301,15 +301,15 @@ def _messages(sqs, queue: str) -> list[dict]:
     return [json.loads(m["Body"]) for m in received.get("Messages", [])]
 
 
-def test_the_readme_delivery_example_configures_every_sink(monkeypatch):
+def test_the_documented_delivery_example_configures_every_sink(monkeypatch):
     from loader.alerts.settings import build_policy, build_sinks
     from loader.config import parse_config
     from tests.conftest import REPO
 
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("### Alert delivery", 1)[1]
+    readme = (REPO / "docs" / "alerting.md").read_text()
+    section = readme.split("## Alert delivery", 1)[1]
     text = section.split("```toml", 1)[1].split("```", 1)[0]
-    data = parse_config(text, "README")  # every key is a setting
+    data = parse_config(text, "docs/alerting.md")  # every key is a setting
     monkeypatch.setenv("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T0/B0/secret")
     monkeypatch.setenv("SOAR_WEBHOOK_URL", "https://soar.example/hook?token=secret")
     sinks = build_sinks(data["sinks"])

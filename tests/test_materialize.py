@@ -11,13 +11,13 @@ import pytest
 
 from loader.cli import main
 from loader.sample.generate import SampleSpec, write_sample
-from loader.tables.cloudtrail_schema import view_columns
+from loader.tables.cloudtrail_schema import stored_columns
 
 pytestmark = pytest.mark.spark
 
 
 def _same_rows(spark, db: str) -> None:
-    names = ", ".join(name for name, _ in view_columns())
+    names = ", ".join(name for name, _ in stored_columns())
     raw, parquet = (
         f"SELECT {names} FROM {db}.cloudtrail",
         f"SELECT {names} FROM {db}.cloudtrail_parquet",

@@ -134,8 +134,8 @@ def test_cli_reports_everything_and_exits_non_zero_fast(tmp_path, capsys):
     assert "2 rule file(s) checked: 2 problem(s)" in out.err
 
 
-def test_every_header_key_is_documented_in_the_readme():
-    readme = (REPO / "README.md").read_text()
+def test_every_header_key_is_documented_in_the_rules_page():
+    readme = (REPO / "docs" / "rules.md").read_text()
     for key in KEYS.values():
         assert f"| `{key.name}` | {key.doc} |" in readme, key.name
 
@@ -180,3 +180,31 @@ def test_columns_used_are_what_detect_keeps_in_memory(tmp_path):
     )
     rules, problems = load_rules([str(star)])
     assert problems == [] and columns_used(rules) is None
+
+
+def test_a_rule_has_one_typed_attribute_per_header_key():
+    """keys.py defines the keys; Rule has each as an attribute, of the type its parser gives
+    (checked on every bundled rule), so a misspelt key is an AttributeError, not a None."""
+    from dataclasses import fields
+
+    from loader.rules.model import Rule
+    from loader.rules.validate import BUNDLED, load_rules
+
+    annotations = {f.name: str(f.type) for f in fields(Rule)}
+    header = {name for name in annotations if name not in ("path", "sql", "sql_offset", "text",
+                                                           "given")}  # fmt: skip
+    assert header == set(KEYS)
+    kinds = {"str": str, "float": float, "int": int, "tuple": tuple}
+    rules, _ = load_rules([str(p) for p in BUNDLED])
+    seen = set()
+    for rule in rules:
+        for key in KEYS:
+            value = getattr(rule, key)
+            if value is not None:
+                expected = kinds[annotations[key].split("[")[0].split(" ")[0]]
+                assert isinstance(value, expected), (rule.name, key, value)
+                seen.add(key)
+    assert seen >= {"name", "kind", "severity", "entity", "value", "learning", "expire",
+                    "dedup", "threshold", "window", "bucket", "deviation", "tags"}  # fmt: skip
+    with pytest.raises(AttributeError):
+        rules[0].severty  # noqa: B018 - the point: a misspelt key fails

@@ -137,14 +137,14 @@ def test_levels_tags_licence_and_logsources(tmp_path):
         "(import-sigma converts product aws / service cloudtrail)",
     )
     rule, _ = read_rule(tmp_path / "out" / "sigma_info_rule.sql")
-    assert rule.values["severity"] == "info"
-    assert rule.values["tags"] == ("T1098.001",)
-    assert rule.values["license"] == "MIT"  # the rule's own licence wins over DRL-1.1
-    assert rule.values["author"] == "Test Author, Other Author"
+    assert rule.severity == "info"
+    assert rule.tags == ("T1098.001",)
+    assert rule.license == "MIT"  # the rule's own licence wins over DRL-1.1
+    assert rule.author == "Test Author, Other Author"
     assert "dedup" not in rule.given  # Sigma has none: every matching event alerts
     import_sigma([str(src)], str(tmp_path / "deduped"), dedup="1 hour")
     deduped, problems = read_rule(tmp_path / "deduped" / "sigma_info_rule.sql")
-    assert problems == [] and deduped.values["dedup"] == 3600
+    assert problems == [] and deduped.dedup == 3600
 
 
 def test_an_event_count_correlation_becomes_a_threshold_rule(tmp_path):
@@ -261,14 +261,14 @@ def test_an_event_count_correlation_becomes_a_threshold_rule(tmp_path):
     monthly, _ = read_rule(
         tmp_path / "out" / f"{status['Many failed console logins from one address'][2]}.sql"
     )
-    assert monthly.values["threshold"] == 5
-    assert monthly.values["window"] == 2629746  # Sigma's month: 30.44 days
-    assert monthly.values["entity"] == "group_by"
-    assert monthly.values["author"] == "Correlation Author; Base Author"
+    assert monthly.threshold == 5
+    assert monthly.window == 2629746  # Sigma's month: 30.44 days
+    assert monthly.entity == "group_by"
+    assert monthly.author == "Correlation Author; Base Author"
     assert "sourceIPAddress AS group_by" in monthly.sql
     assert "lower(errorMessage) = 'failed authentication'" in monthly.sql
     over, _ = read_rule(tmp_path / "out" / f"{status['Over three'][2]}.sql")
-    assert over.values["threshold"] == 4 and over.values["window"] == 600  # gt 3: from 4 on
+    assert over.threshold == 4 and over.window == 600  # gt 3: from 4 on
     assert "entity" not in over.given  # no group-by: all the events count together
     assert load_rules([str(tmp_path / "out")])[1] == []
 

@@ -1,1 +1,1 @@
-"""Alerts: their row model, and (later) deduplication and delivery."""
+"""Alerts: the alert row and its tables, delivery to sinks (dedup, allowlists, the outbox)."""

@@ -1,4 +1,4 @@
-"""The alert row, as stored in ``security.alerts`` and sent to sinks (ARCHITECTURE.md)."""
+"""The alert row, as stored in ``security.alerts`` and sent to sinks (docs/tables.md lists it)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Sinks, dedup and allowlists from the config file: ``[[sinks]]``, ``[delivery]``,
-``[allowlist]`` (README, "Alert delivery"). Every problem is reported with where it is
+``[allowlist]`` (docs/alerting.md). Every problem is reported with where it is
 (``sinks[2] (slack)``) and a hint; a misspelt key is an error, never ignored.
 
 Secrets stay out of the file if you want: a webhook's ``url`` or an SNS ``topic_arn`` can be

@@ -85,7 +85,9 @@ def events_relation(
             "first (the embedded catalog is metastore_db/ in the folder you run from), or give "
             "`--source PATH` to read log files directly"
         )
-    events = spark.table(table)
+    from loader.tables.cloudtrail_schema import with_derived_columns
+
+    events = with_derived_columns(spark.table(table))
     if since:
         events = events.where(
             f"dt >= {sql_string(since[:10])} AND eventTime >= timestamp {sql_string(since)}"

@@ -128,28 +128,27 @@ def _rewrite(tree: exp.Expression, database: str, result: ExportedRule) -> exp.E
 def _scheduled(rule: Rule, body: str, every: int) -> str:
     """The rule's events as the query to run every ``every`` seconds."""
     since = f"current_timestamp - INTERVAL '{every}' SECOND"
-    values = rule.values
-    if rule.kind == "alert" and values.get("threshold"):
-        window = _seconds(values["window"])
-        entity = values.get("entity")
+    if rule.kind == "alert" and rule.threshold:
+        window = _seconds(rule.window)
+        entity = rule.entity
         group = f"CAST({entity} AS varchar)" if entity else "'all'"
         return (
             f"WITH r AS (\n{body}\n)\nSELECT {group} AS entity, count(*) AS events, "
             "min(eventTime) AS first_event, max(eventTime) AS last_event\nFROM r\n"
             f"WHERE eventTime >= current_timestamp - INTERVAL '{window}' SECOND\n"
-            f"GROUP BY 1\nHAVING count(*) >= {int(float(values['threshold']))}\n"
+            f"GROUP BY 1\nHAVING count(*) >= {int(float(rule.threshold or 0))}\n"
             f"  AND max(eventTime) >= {since}"
         )
     if rule.kind == "alert":
         return f"SELECT *\nFROM (\n{body}\n) AS r\nWHERE eventTime >= {since}"
     if rule.kind == "baseline":
         return _baseline(rule, body, every)
-    history, learning = _seconds(values["expire"]), _seconds(values.get("learning") or 0)
-    entity = values.get("entity")
+    history, learning = _seconds(rule.expire), _seconds(rule.learning or 0)
+    entity = rule.entity
     entity_sql = f"CAST({entity} AS varchar)" if entity else "'all'"
     return (
         f"WITH r AS (\n{body}\n),\n"
-        f"h AS (SELECT *, {entity_sql} AS __entity, CAST({values['value']} AS varchar) AS __value"
+        f"h AS (SELECT *, {entity_sql} AS __entity, CAST({rule.value} AS varchar) AS __value"
         f" FROM r WHERE eventTime >= current_timestamp - INTERVAL '{history}' SECOND),\n"
         "firsts AS (SELECT __entity, __value, min(eventTime) AS first_seen FROM h "
         "WHERE __value IS NOT NULL GROUP BY 1, 2),\n"
@@ -166,12 +165,11 @@ def _scheduled(rule: Rule, body: str, every: int) -> str:
 def _baseline(rule: Rule, body: str, every: int) -> str:
     """The buckets that closed (their end plus ``lateness``) in the last period, each against
     its entity's buckets within ``history`` before it, empty ones as zero from the entity's
-    first row in that window: the same robust z-score as the engine (README), the entity's age
-    measured within the window."""
-    values = rule.values
-    size, late = _seconds(values["bucket"]), _seconds(values["lateness"])
-    history, learning = _seconds(values["history"]), _seconds(values["min_history"])
-    entity = values.get("entity") or _account(rule)
+    first row in that window: the same robust z-score as the engine (docs/rules.md), the
+    entity's age measured within the window."""
+    size, late = _seconds(rule.bucket), _seconds(rule.lateness)
+    history, learning = _seconds(rule.history), _seconds(rule.min_history)
+    entity = rule.entity or _account(rule)
     entity_sql = f"CAST({entity} AS varchar)" if entity else "'all'"
     span = history + size + late + every
     median = (
@@ -210,8 +208,8 @@ def _baseline(rule: Rule, body: str, every: int) -> str:
         "AS spread FROM d)\n"
         "SELECT entity, bucket_start, n AS count, median, p95, mad, spread, "
         "(n - median) / spread AS deviation FROM z\n"
-        f"WHERE n >= {int(values['min_count'])}\n"
-        f"  AND (n - median) / spread > {float(values['deviation'])}\n"
+        f"WHERE n >= {int(rule.min_count or 0)}\n"
+        f"  AND (n - median) / spread > {float(rule.deviation or 0)}\n"
         f"  AND bucket_start >= first_bucket + INTERVAL '{learning}' SECOND"
     )
 
@@ -240,7 +238,7 @@ def export_rule(rule: Rule, database: str, every: int) -> ExportedRule:
     if result.problems:
         return result
     header = (
-        f"-- {rule.name} ({rule.kind}, severity {rule.values.get('severity', 'medium')}), "
+        f"-- {rule.name} ({rule.kind}, severity {rule.severity or 'medium'}), "
         f"exported from {os.path.basename(rule.path)} for Athena.\n"
         f"-- Schedule it every {every} seconds; each row is an alert.\n"
     )

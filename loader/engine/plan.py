@@ -172,14 +172,11 @@ def _semantics(rule: Rule) -> str:
         return "profiles"
     if rule.kind == "baseline":
         return "baselines"
-    return "thresholds" if rule.values.get("threshold") else "dedup"
+    return "thresholds" if rule.threshold else "dedup"
 
 
 def _stateful(rule: Rule) -> bool:
-    values = rule.values
-    return rule.kind in ("profile", "baseline") or bool(
-        values.get("threshold") or values.get("dedup")
-    )
+    return rule.kind in ("profile", "baseline") or bool(rule.threshold or rule.dedup)
 
 
 # --- planning ---------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ times, their eventIDs suffixed ``-i-j``. Events go through the same typing as th
 ``cloudtrail`` view (they are stored as raw JSON and parsed by the view's SQL), so a rule sees
 in a test what it sees in production. Unless GeoIP/Tor sources are given, the sample's
 databases and Tor list are used: test events take their addresses from the sample's networks
-(see the README).
+(see docs/rules.md).
 """
 
 from __future__ import annotations

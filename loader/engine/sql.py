@@ -36,7 +36,7 @@ SIGHTING_TYPE = (
 def account_wide(rule: Rule) -> bool:
     """A profile or baseline without an entity: one for each account (``scope: account``)
     or one for the whole organization."""
-    return rule.kind in ("profile", "baseline") and not rule.values.get("entity")
+    return rule.kind in ("profile", "baseline") and not rule.entity
 
 
 _account_columns: dict[str, str | None] = {}
@@ -46,7 +46,7 @@ def scope_column(rule: Rule) -> str | None:
     """The result column an account-wide rule of ``scope: account`` is split by (the first of
     ACCOUNT_COLUMNS its result has; a ``SELECT *`` has recipientAccountId); None when the
     rule is not account-wide, is organization-wide, or its result names no account."""
-    if not account_wide(rule) or rule.values.get("scope") == "organization":
+    if not account_wide(rule) or rule.scope == "organization":
         return None
     if rule.sql not in _account_columns:
         _account_columns[rule.sql] = _result_account_column(rule.sql)
@@ -69,14 +69,14 @@ def _result_account_column(sql: str) -> str | None:
 
 def per_day(rule: Rule) -> bool:
     """Whether a profile's sightings can be reduced to one per value and day."""
-    return rule.kind == "profile" and float(rule.values["expire"]) >= DAY
+    return rule.kind == "profile" and float(rule.expire) >= DAY
 
 
 def bucket_sql(rule: Rule, time: str) -> str | None:
     """The reduction's period of a sighting at ``time``: a per-day profile's day, a baseline's
     bucket (its number since 1970, UTC); None when sightings are kept per event."""
     if rule.kind == "baseline":
-        seconds = int(float(rule.values["bucket"]))
+        seconds = int(float(rule.bucket))
         return f"CAST(floor(unix_seconds(CAST({time} AS TIMESTAMP)) / {seconds}) AS INT)"
     if per_day(rule):
         return f"unix_date(CAST({time} AS DATE))"
@@ -86,7 +86,7 @@ def bucket_sql(rule: Rule, time: str) -> str | None:
 def _key_sql(rule: Rule, dedup: str | None) -> str:
     """What the stateful step groups a rule's sightings by, when it is not what
     :func:`derived_key_sql` makes of the entity and value: an alert's ``dedup_key``."""
-    if dedup and rule.kind == "alert" and not rule.values.get("threshold"):
+    if dedup and rule.kind == "alert" and not rule.threshold:
         return f"coalesce({dedup}, '')"
     return "CAST(NULL AS STRING)"
 
@@ -110,16 +110,15 @@ def derived_key_sql(account_wide_rules: list[str]) -> str:
 
 
 def _dedup_sql(rule: Rule, column_of) -> str | None:  # type: ignore[no-untyped-def]
-    keys = rule.values.get("dedup_key") or ()
+    keys = rule.dedup_key or ()
     if not keys:
         return None
     return "concat_ws('|', " + ", ".join(f"CAST({column_of(k)} AS STRING)" for k in keys) + ")"
 
 
 def _columns(rule: Rule, column_of) -> dict[str, str | None]:  # type: ignore[no-untyped-def]
-    values = rule.values
-    entity = values.get("entity") or scope_column(rule)
-    value = values.get("value") if rule.kind == "profile" else values.get("top")
+    entity = rule.entity or scope_column(rule)
+    value = rule.value if rule.kind == "profile" else rule.top
     return {
         "entity": column_of(entity) if entity else None,
         "value": column_of(value) if value else None,
@@ -152,8 +151,8 @@ def _sighting(
 def _required(rule: Rule, column_of, time: str) -> str:  # type: ignore[no-untyped-def]
     """What a result row needs to be a sighting at all."""
     need = [f"{time} IS NOT NULL"]
-    if rule.kind in ("profile", "baseline") and rule.values.get("entity"):
-        need.append(f"{column_of(rule.values['entity'])} IS NOT NULL")
+    if rule.kind in ("profile", "baseline") and rule.entity:
+        need.append(f"{column_of(rule.entity)} IS NOT NULL")
     return " AND ".join(need)
 
 
@@ -409,9 +408,9 @@ def alert_rows_sql(rules: list[Rule], view: str) -> str:
             + " END"
         )
 
-    severity = case([(r.name, r.values.get("severity", "medium")) for r in rules])
+    severity = case([(r.name, (r.severity or "medium")) for r in rules])
     kind = case([(r.name, r.kind or "alert") for r in rules])
-    noun = case([(r.name, "new " + r.values["value"]) for r in rules if r.kind == "profile"])
+    noun = case([(r.name, "new " + r.value) for r in rules if r.kind == "profile"])
     title = f"concat_ws(' ', concat(rule, ':'), entity, {noun}, value)"
     baselines = [r.name for r in rules if r.kind == "baseline"]
     if baselines:  # a bucket, not an event: its summary says what departed from what

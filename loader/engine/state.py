@@ -19,7 +19,10 @@ import datetime as dt
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from loader.rules.model import Rule
 
 RECENT_VALUES = 5
 
@@ -148,11 +151,12 @@ class BaselineSettings:
     lateness: float  # seconds
 
     @classmethod
-    def of(cls, values: dict[str, Any]) -> BaselineSettings:
-        bucket = int(float(values["bucket"]))
+    def of(cls, rule: Rule) -> BaselineSettings:
+        """From a baseline rule, whose keys all have values (their defaults when not given)."""
+        bucket = int(rule.bucket or 0)
         return cls(
-            bucket, max(int(float(values["history"]) // bucket), 1), float(values["min_history"]),
-            int(values["min_count"]), float(values["deviation"]), float(values["lateness"]),
+            bucket, max(int((rule.history or 0) // bucket), 1), float(rule.min_history or 0),
+            int(rule.min_count or 0), float(rule.deviation or 0), float(rule.lateness or 0),
         )  # fmt: skip
 
     def start(self, bucket: int) -> dt.datetime:

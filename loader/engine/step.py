@@ -103,7 +103,6 @@ def apply_rule(
     ``store``; the alerts they raise, with a profile's details or a threshold's count. A
     baseline judges the buckets closed by ``clock`` (default: the observations' own) and
     adds every judgement to ``judged``."""
-    values = rule.values
     candidates: list[Candidate] = []
     if rule.kind == "baseline":
         candidates = _baseline(rule, observations, store, clock, judged)
@@ -113,29 +112,29 @@ def apply_rule(
             if seen.start is not None and (state.start is None or seen.start < state.start):
                 state.start = seen.start
             details = state.observe(
-                seen.time, seen.value, float(values["learning"]), float(values["expire"]),
+                seen.time, seen.value, float(rule.learning), float(rule.expire),
                 seen.last, seen.count,
             )  # fmt: skip
             if details is not None:
                 candidates.append((seen, details, None))
-    elif values.get("threshold"):
+    elif rule.threshold:
         by_entity: dict[str, list[Observation]] = {}
         for seen in observations:
             by_entity.setdefault(seen.entity or "", []).append(seen)
         for entity, group in by_entity.items():
             state = store.setdefault(("threshold", rule.name, entity), ThresholdState())
             times = [s.time for s in group for _ in range(max(s.count, 1))]
-            counts = iter(state.counts(times, float(values["window"])))
+            counts = iter(state.counts(times, float(rule.window)))
             for seen in group:  # a row standing for n identical rows counts n times
                 n = [next(counts) for _ in range(max(seen.count, 1))][-1]
-                if n >= int(values["threshold"]):
+                if n >= int(rule.threshold):
                     candidates.append((seen, None, n))
         candidates.sort(key=lambda c: (c[0].time, c[0].event_id))
     else:
         candidates = [(seen, None, None) for seen in observations]
-    window = float(values.get("dedup") or 0)
-    if values.get("threshold"):
-        window = max(window, float(values["window"]))
+    window = float(rule.dedup or 0)
+    if rule.threshold:
+        window = max(window, float(rule.window))
     if window <= 0:
         return candidates
     return [c for c in candidates if _kept(rule, c[0], store, window)]
@@ -148,7 +147,7 @@ def _baseline(
     clock: dt.datetime | None,
     judged: list[tuple[str | None, Judgement]] | None,
 ) -> list[Candidate]:
-    settings = BaselineSettings.of(rule.values)
+    settings = BaselineSettings.of(rule)
     if clock is None:
         clock = max((s.clock for s in observations if s.clock is not None), default=None)
     found: list[tuple[str | None, Judgement]] = []
@@ -189,7 +188,7 @@ def _judgement_observation(
 def _judgement_details(rule: Rule, j: Judgement, settings: BaselineSettings) -> dict[str, Any]:
     start, end = settings.start(j.bucket), settings.start(j.bucket + 1)
     days = j.buckets * settings.bucket / 86400  # the history there was, up to `history`
-    noun = rule.values.get("top") or "value"
+    noun = rule.top or "value"
     top = [{"value": v or None, "count": n} for v, n in j.top]
     summary = (
         f"{j.count:,} rows in {_span(settings.bucket)} from {start:%Y-%m-%d %H:%M} UTC; "
@@ -234,7 +233,7 @@ def baseline_records(
     runner keeps them in profile_baseline_log)."""
     if not judged:
         return []
-    settings = BaselineSettings.of(rule.values)
+    settings = BaselineSettings.of(rule)
     out = []
     for entity, j in judged:
         details = {
@@ -253,7 +252,7 @@ def baseline_records(
 
 
 def _kept(rule: Rule, seen: Observation, store: dict[tuple[str, ...], Any], window: float) -> bool:
-    keys = rule.values.get("dedup_key")
+    keys = rule.dedup_key
     if keys:  # as concat_ws joins them: NULLs left out
         row = seen.fields()
         key = "|".join(part for k in keys if (part := text(pick(row, k))) is not None)
@@ -280,13 +279,13 @@ def alert_records(rule: Rule, candidates: list[Candidate]) -> list[tuple[Any, ..
                 body["last_seen_before"] = body["last_seen_before"].isoformat()
         elif rule.kind == "baseline":
             body = dict(details or {})
-        elif rule.values.get("threshold"):
-            window = int(rule.values["window"])
+        elif rule.threshold:
+            window = int(rule.window)
             body = {"event": event, "events_in_window": in_window, "window_seconds": window}
         else:
             body = event
         if account_wide(rule):
-            body["scope"] = rule.values.get("scope") or "account"
+            body["scope"] = rule.scope or "account"
         credit = attribution(rule)
         if credit:  # the event's own columns stay apart from the rule's attribution
             body = {**(body if "event" in body or rule.kind == "baseline" else {"event": body}),
@@ -329,7 +328,7 @@ def attribution(rule: Rule) -> dict[str, str]:
     """The rule's author, source, Sigma id and licence, as its header gives them: every alert
     of a rule taken from elsewhere carries them (the Detection Rule License asks that messages
     based on a Sigma rule's matches keep its author)."""
-    return {key: rule.values[key] for key in ATTRIBUTION if rule.values.get(key)}
+    return {key: getattr(rule, key) for key in ATTRIBUTION if getattr(rule, key)}
 
 
 def state_records(
@@ -349,7 +348,7 @@ def state_records(
         if not isinstance(item, ProfileState) or key[:2] != ("profile", rule.name):
             continue
         entity = key[2]
-        for value in item.compact(latest, float(rule.values["expire"])):
+        for value in item.compact(latest, float(rule.expire)):
             touched.pop((entity, value), None)
             out.append(_state_record(rule, entity or None, value, None, batch))
         for touched_entity, value in touched:
@@ -517,7 +516,7 @@ _BATCH = ("batch",)  # in a baseline's store: the newest observe batch that reac
 def _due(rule: Rule, store: dict[Any, Any], state) -> None:  # type: ignore[no-untyped-def]
     """Ask Spark to call the key again when the clock (its event-time watermark) passes the
     baseline's next closing bucket or the time to forget it."""
-    settings = BaselineSettings.of(rule.values)
+    settings = BaselineSettings.of(rule)
     dues = [s.next_due(settings) for k, s in store.items() if k != _BATCH and k[0] == "baseline"]
     due = min((d for d in dues if d is not None), default=None)
     if due is None:
@@ -538,7 +537,7 @@ def _timed_out(rule: Rule | None, state) -> Iterator[Any]:  # type: ignore[no-un
         return
     store = pickle.loads(base64.b64decode(state.get[0]))
     clock = dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=state.getCurrentWatermarkMs() + 1)
-    settings = BaselineSettings.of(rule.values)
+    settings = BaselineSettings.of(rule)
     frame = pd.DataFrame({c: [] for c in _OBSERVATION_COLUMNS})
     out = apply_frame(rule, frame, store, True, clock, int(store.get(_BATCH, 0)))
     states = [s for k, s in store.items() if k != _BATCH and k[0] == "baseline"]

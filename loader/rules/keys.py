@@ -1,6 +1,6 @@
 """Every key of a rule's header, defined once: what it means, for which kind, its values.
 
-The README's table of header keys is generated from these definitions' ``doc`` (and a test
+The table of header keys in docs/rules.md is generated from these definitions' ``doc`` (and a test
 keeps the two identical).
 """
 
@@ -110,7 +110,7 @@ KEYS: dict[str, Key] = {
         Key("history", ("baseline",), _duration, "baseline: the entity's buckets within this window before the current one are its baseline", (), 30 * 86400.0),
         Key("min_history", ("baseline",), _duration, "baseline: no alert until the entity's first row is this long before the bucket (learning)", (), 7 * 86400.0),
         Key("min_count", ("baseline",), _positive_int, "baseline: never alert on fewer rows than this in a bucket", (), 50),
-        Key("deviation", ("baseline",), _number, "baseline: alert when the bucket's robust z-score (count - median) / spread exceeds this (README: the formula)", (), 5.0),
+        Key("deviation", ("baseline",), _number, "baseline: alert when the bucket's robust z-score (count - median) / spread exceeds this (the formula: see Baseline rules)", (), 5.0),
         Key("top", ("baseline",), _column, "baseline: result column whose most frequent values in the bucket the alert lists (e.g. eventName)"),
         Key("lateness", ("baseline",), _duration, "baseline: a bucket is judged once the newest event seen is this long past its end (CloudTrail delivers files 5-15 minutes after the calls)", (), 1800.0),
         Key("learning", ("profile",), _duration, "no alert while the entity (or, account-wide, the profile) is younger than this", (), 14 * 86400.0),

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from loader.rules.errors import Problem
@@ -26,22 +28,52 @@ from loader.rules.keys import KEYS, KINDS, BadValue
 
 @dataclass
 class Rule:
-    """One rule: its header values (defaults filled in) and its query."""
+    """One rule: its header, one typed attribute per key of :data:`loader.rules.keys.KEYS`
+    (None when not given and without a default for its kind; durations in seconds), and its
+    query. A test keeps the attributes and the keys identical."""
 
     path: str
-    values: dict[str, Any] = field(default_factory=dict)
     sql: str = ""
     sql_offset: int = 0  # where the query starts in the file's text
     text: str = ""
     given: set[str] = field(default_factory=set)  # keys written in the header, valid or not
+    # the header
+    name: str = ""  # the file name without .sql when the header has none (an error)
+    kind: str | None = None
+    description: str | None = None
+    severity: str | None = None
+    entity: str | None = None
+    value: str | None = None
+    scope: str | None = None
+    bucket: float | None = None
+    history: float | None = None
+    min_history: float | None = None
+    min_count: int | None = None
+    deviation: float | None = None
+    top: str | None = None
+    lateness: float | None = None
+    learning: float | None = None
+    expire: float | None = None
+    dedup: float | None = None
+    dedup_key: tuple[str, ...] | None = None
+    threshold: int | None = None
+    window: float | None = None
+    tags: tuple[str, ...] | None = None
+    author: str | None = None
+    source: str | None = None
+    sigma_id: str | None = None
+    license: str | None = None
+
+    def __post_init__(self) -> None:
+        self.name = self.name or Path(self.path).stem
 
     @property
-    def name(self) -> str:
-        return self.values.get("name") or Path(self.path).stem
-
-    @property
-    def kind(self) -> str | None:
-        return self.values.get("kind")
+    def values(self) -> Mapping[str, Any]:
+        """The header as key -> value, for the keys that have one; read-only (set the
+        attributes)."""
+        return MappingProxyType(
+            {key: getattr(self, key) for key in KEYS if getattr(self, key) is not None}
+        )
 
     def position(self, offset: int) -> tuple[int, int]:
         """(line, col), 1-based, of a character offset into the query."""
@@ -114,7 +146,7 @@ def _read_header(rule: Rule, text: str, begin: int, end: int, problems: list[Pro
         rule.given.add(key)
         value_at = at + content.index(":") + 1 + (len(value) - len(value.lstrip()))
         try:
-            rule.values[key] = definition.parse(value.strip())
+            setattr(rule, key, definition.parse(value.strip()))
         except BadValue as exc:
             problems.append(
                 Problem(rule.path, line, _col(text, value_at), f"{key}: {value.strip()!r}: {exc}")
@@ -122,38 +154,38 @@ def _read_header(rule: Rule, text: str, begin: int, end: int, problems: list[Pro
 
 
 def _check_required(rule: Rule, problems: list[Problem]) -> None:
-    kind = rule.values.get("kind")
+    kind = rule.kind
     for key in KEYS.values():
         if key.name not in rule.given and (key.required == KINDS or kind in key.required):
             problems.append(Problem(rule.path, 1, 1, f"the header has no '{key.name}'"))
-        elif key.name in rule.values and kind and kind not in key.kinds:
+        elif key.name in rule.given and kind and kind not in key.kinds:
             problems.append(
                 Problem(rule.path, 1, 1, f"'{key.name}' does not apply to a rule of kind {kind}")
             )
-    if "name" in rule.values and rule.values["name"] != Path(rule.path).stem:
+    if "name" in rule.given and rule.name != Path(rule.path).stem:
         problems.append(
             Problem(
                 rule.path,
                 1,
                 1,
-                f"name '{rule.values['name']}' differs from the file name "
+                f"name '{rule.name}' differs from the file name "
                 f"'{Path(rule.path).stem}' (rename one of them)",
             )
         )
-    if "threshold" in rule.values and "window" not in rule.values:
+    if rule.threshold is not None and rule.window is None:
         problems.append(Problem(rule.path, 1, 1, "'threshold' needs a 'window'"))
     if kind == "baseline":
         _check_baseline(rule, problems)
     for key in KEYS.values():
-        if key.name not in rule.values and key.default is not None and kind in key.kinds:
-            rule.values[key.name] = key.default
+        if getattr(rule, key.name) is None and key.default is not None and kind in key.kinds:
+            setattr(rule, key.name, key.default)
 
 
 def _check_baseline(rule: Rule, problems: list[Problem]) -> None:
     """Buckets that tile a UTC day (so they start on the hour or the day) and a history of
     at least two of them."""
-    bucket = rule.values.get("bucket", KEYS["bucket"].default)
-    history = rule.values.get("history", KEYS["history"].default)
+    bucket = rule.bucket or KEYS["bucket"].default
+    history = rule.history or KEYS["history"].default
     if bucket < 60 or (86400 % bucket and bucket % 86400):
         problems.append(
             Problem(

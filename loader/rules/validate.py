@@ -200,16 +200,16 @@ def _check_outputs(checker: _Checker, tree: Any) -> None:
         return
     outputs = {name.lower() for name in tree.named_selects}
     wanted = [
-        (k, v) for k in ("entity", "value", "top") if isinstance(v := rule.values.get(k), str)
+        (k, v) for k in ("entity", "value", "top") if isinstance(v := getattr(rule, k), str)
     ]
-    wanted += [("dedup_key", v) for v in rule.values.get("dedup_key") or ()]
+    wanted += [("dedup_key", v) for v in rule.dedup_key or ()]
     wanted += [("required", v) for v in REQUIRED_OUTPUT]
     if (
         "scope" in rule.given
-        and rule.values.get("scope") == "account"
+        and rule.scope == "account"
         and not any(c.lower() in outputs for c in ACCOUNT_COLUMNS)
     ):
-        if rule.values.get("entity"):
+        if rule.entity:
             checker.at_start("'scope' applies to a rule without 'entity': remove one of them")
         else:
             checker.at_start(

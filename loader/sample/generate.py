@@ -4,7 +4,7 @@ Normal life: IAM users working from their usual offices (US, GB, SE), roles assu
 engineers, AWS services acting on the accounts' behalf (``AWS Internal`` and service host
 names as source), console sign-ins with and without MFA, a few percent of AccessDenied.
 
-The attack story, on the last day, in the first account (see README, "The sample"):
+The attack story, on the last day, in the first account (docs/sample.md):
  1. IAM user ``dave`` (always from the US) calls APIs from China (175.16.199.0/24), then
     enumerates what the key may do: 40 calls in 5 minutes, all refused (AccessDenied), where
     dave is refused a call or two a week;

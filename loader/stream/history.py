@@ -39,7 +39,9 @@ class History:
 
     def events(self, session: SparkSession) -> DataFrame:
         """The chosen days' events from the table."""
-        frame = session.table(self.table)
+        from loader.tables.cloudtrail_schema import with_derived_columns
+
+        frame = with_derived_columns(session.table(self.table))
         if not self.days:
             return frame.limit(0)
         return frame.where(f"concat_ws('/', account, region, dt) IN ({_keys(self.days)})")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from loader.sql import check_identifier, sql_string
 from loader.tables.cloudtrail_schema import (
+    DERIVED_FIELDS,
     EVENT_FIELDS,
     INSIGHT_FIELDS,
     Field,
@@ -115,7 +116,7 @@ def events_query(raw_relation: str, file_path: str = "_metadata.file_path") -> s
     """The events of a raw relation (Records ARRAY<STRING> plus account, region, dt); a
     relation that is not a file table names the column holding each row's file."""
     return (
-        f"SELECT\n  {_select_list(EVENT_FIELDS)}\n"
+        f"SELECT\n  {_select_list(EVENT_FIELDS + DERIVED_FIELDS)}\n"
         f"FROM ({_events_from(raw_relation, EVENT_FIELDS, file_path)})\n"
         f"WHERE NOT ({_is_insight()})"
     )

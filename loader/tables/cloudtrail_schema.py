@@ -10,6 +10,7 @@ NULL instead of failing the query.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 SESSION_CONTEXT = (
     "struct<attributes:struct<creationDate:string,mfaAuthenticated:string>,"
@@ -104,6 +105,11 @@ EVENT_FIELDS: tuple[Field, ...] = (
     ),
 )
 
+# Columns the view derives from the fields above (not parsed from JSON). `principal` is who
+# acted: the ARN, else the principal id (AWS services, some federated and anonymous calls).
+PRINCIPAL_SQL = "coalesce(nullif(e.userIdentity.arn, ''), e.userIdentity.principalId)"
+DERIVED_FIELDS: tuple[Field, ...] = (Field("principal", expression=PRINCIPAL_SQL),)
+
 INSIGHT_FIELDS: tuple[Field, ...] = (
     Field("eventVersion"),
     Field("eventTime", sql_type="timestamp", expression=EVENT_TIME_SQL),
@@ -132,5 +138,25 @@ def json_schema(fields: tuple[Field, ...]) -> str:
 
 
 def view_columns(fields: tuple[Field, ...] = EVENT_FIELDS) -> list[tuple[str, str]]:
-    """(name, type) of every column of the view, in order."""
-    return [(f.name, f.sql_type) for f in fields] + list(LOCATION_COLUMNS)
+    """(name, type) of every column of the view, in order (the events view: with the derived
+    columns)."""
+    derived = DERIVED_FIELDS if fields is EVENT_FIELDS else ()
+    return [(f.name, f.sql_type) for f in fields + derived] + list(LOCATION_COLUMNS)
+
+
+def stored_columns() -> list[tuple[str, str]]:
+    """The view's columns a copy of the events stores (the materialized table): the derived
+    ones are computed again when read (:func:`with_derived_columns`)."""
+    derived = {f.name for f in DERIVED_FIELDS}
+    return [(name, kind) for name, kind in view_columns() if name not in derived]
+
+
+def with_derived_columns(frame: Any) -> Any:
+    """A DataFrame of events with the derived columns it lacks (a table that stores only the
+    parsed fields, such as ``cloudtrail_parquet``), so rules see the view's columns."""
+    from pyspark.sql import functions as F
+
+    for f in DERIVED_FIELDS:
+        if f.name not in frame.columns and "userIdentity" in frame.columns:
+            frame = frame.withColumn(f.name, F.expr((f.expression or "").replace("e.", "")))
+    return frame

@@ -201,13 +201,17 @@ def cloudtrail_table(location: CloudTrailLocation) -> dict[str, Any]:
     }
 
 
+# the view's derived column, as the Spark view computes it (cloudtrail_schema.PRINCIPAL_SQL)
+PRINCIPAL_ATHENA = "coalesce(nullif(useridentity.arn, ''), useridentity.principalid) AS principal"
+
+
 def events_view_sql(database: str) -> str:
     """The Athena (Trino) query of the ``cloudtrail`` view."""
     select = [
         f"{_VIEW_EXPRESSIONS[name]} AS {name}" if name in _VIEW_EXPRESSIONS else name
         for name, _ in CLOUDTRAIL_COLUMNS
     ]
-    select += ["account", "region", "dt", '"$path" AS source_file']
+    select += [PRINCIPAL_ATHENA, "account", "region", "dt", '"$path" AS source_file']
     return (
         "SELECT\n  " + ",\n  ".join(select) + f"\nFROM {database}.{CLOUDTRAIL_TABLE}\n"
         "WHERE eventtype IS NULL OR eventtype <> 'AwsCloudTrailInsight'"
@@ -223,8 +227,8 @@ def _trino_type(hive: str) -> str:
 
 def view_columns() -> list[tuple[str, str]]:
     columns = [(name, _VIEW_TYPES.get(name, kind)) for name, kind in CLOUDTRAIL_COLUMNS]
-    return columns + [("account", "string"), ("region", "string"), ("dt", "string"),
-                      ("source_file", "string")]  # fmt: skip
+    return columns + [("principal", "string"), ("account", "string"), ("region", "string"),
+                      ("dt", "string"), ("source_file", "string")]  # fmt: skip
 
 
 def events_view(database: str) -> dict[str, Any]:

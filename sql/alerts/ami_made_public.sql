@@ -6,7 +6,7 @@ severity: high
 entity: principal
 tags: T1537
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) AS principal,
+SELECT principal,
        get_json_object(requestParameters, '$.imageId') AS image,
        eventID, eventTime, sourceIPAddress, recipientAccountId, awsRegion
 FROM cloudtrail

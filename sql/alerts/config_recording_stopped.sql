@@ -7,7 +7,7 @@ entity: principal
 dedup: 1 hour
 tags: T1562.001
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) AS principal,
+SELECT principal,
        eventName,
        coalesce(get_json_object(requestParameters, '$.configurationRecorderName'),
                 get_json_object(requestParameters, '$.deliveryChannelName')) AS target,

@@ -7,7 +7,7 @@ entity: principal
 dedup: 1 day
 tags: T1078
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) AS principal,
+SELECT principal,
        userIdentity.type AS identity_type,
        eventID, eventTime, sourceIPAddress, userAgent, recipientAccountId, awsRegion
 FROM cloudtrail

@@ -7,7 +7,7 @@ entity: principal
 dedup: 1 hour
 tags: T1486
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) AS principal,
+SELECT principal,
        eventID, eventTime, sourceIPAddress, recipientAccountId, awsRegion
 FROM cloudtrail
 WHERE eventSource = 'ec2.amazonaws.com'

@@ -6,7 +6,7 @@ severity: medium
 entity: principal
 tags: T1098.001
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) AS principal,
+SELECT principal,
        get_json_object(requestParameters, '$.userName') AS target_user,
        get_json_object(responseElements, '$.accessKey.accessKeyId') AS access_key,
        eventID, eventTime, sourceIPAddress, recipientAccountId, awsRegion

@@ -6,7 +6,7 @@ severity: high
 entity: principal
 tags: T1098.003
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) AS principal,
+SELECT principal,
        eventName,
        coalesce(get_json_object(requestParameters, '$.userName'),
                 get_json_object(requestParameters, '$.roleName'),

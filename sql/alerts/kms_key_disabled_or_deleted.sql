@@ -7,7 +7,7 @@ entity: principal
 dedup: 1 hour
 tags: T1485
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) AS principal,
+SELECT principal,
        eventName, get_json_object(requestParameters, '$.keyId') AS key_id,
        get_json_object(requestParameters, '$.pendingWindowInDays') AS pending_days,
        eventID, eventTime, sourceIPAddress, recipientAccountId, awsRegion

@@ -6,7 +6,7 @@ severity: medium
 entity: principal
 tags: T1525
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) AS principal,
+SELECT principal,
        get_json_object(requestParameters, '$.functionName') AS function,
        get_json_object(requestParameters, '$.layers') AS layers,
        eventID, eventTime, sourceIPAddress, recipientAccountId, awsRegion

@@ -6,7 +6,7 @@ severity: medium
 entity: principal
 tags: T1098
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) AS principal,
+SELECT principal,
        eventName, get_json_object(requestParameters, '$.userName') AS target_user,
        eventID, eventTime, sourceIPAddress, recipientAccountId, awsRegion
 FROM cloudtrail

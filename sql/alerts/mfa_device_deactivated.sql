@@ -7,7 +7,7 @@ entity: principal
 dedup: 1 hour
 tags: T1556.006
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) AS principal,
+SELECT principal,
        eventName, get_json_object(requestParameters, '$.userName') AS target_user,
        get_json_object(requestParameters, '$.serialNumber') AS device,
        eventID, eventTime, sourceIPAddress, recipientAccountId, awsRegion

@@ -7,7 +7,7 @@ entity: principal
 dedup: 1 hour
 tags: T1562.007
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) AS principal,
+SELECT principal,
        eventName, get_json_object(requestParameters, '$.networkAclId') AS network_acl,
        get_json_object(requestParameters, '$.ruleNumber') AS rule_number,
        eventID, eventTime, sourceIPAddress, recipientAccountId, awsRegion

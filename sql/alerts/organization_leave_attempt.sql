@@ -6,7 +6,7 @@ severity: critical
 entity: principal
 tags: T1562
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) AS principal,
+SELECT principal,
        errorCode, eventID, eventTime, sourceIPAddress, recipientAccountId, awsRegion
 FROM cloudtrail
 WHERE eventSource = 'organizations.amazonaws.com' AND eventName = 'LeaveOrganization'

@@ -6,7 +6,7 @@ severity: high
 entity: principal
 tags: T1190
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) AS principal,
+SELECT principal,
        eventName,
        coalesce(get_json_object(requestParameters, '$.dBInstanceIdentifier'),
                 get_json_object(requestParameters, '$.dBClusterIdentifier')) AS database,

@@ -6,7 +6,7 @@ severity: medium
 entity: principal
 tags: T1098
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) AS principal,
+SELECT principal,
        eventName,
        coalesce(get_json_object(requestParameters, '$.dBInstanceIdentifier'),
                 get_json_object(requestParameters, '$.dBClusterIdentifier')) AS database,

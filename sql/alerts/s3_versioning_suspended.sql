@@ -7,7 +7,7 @@ entity: principal
 dedup: 1 hour
 tags: T1490
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) AS principal,
+SELECT principal,
        get_json_object(requestParameters, '$.bucketName') AS bucket,
        get_json_object(requestParameters, '$.VersioningConfiguration.Status') AS status,
        get_json_object(requestParameters, '$.VersioningConfiguration.MfaDelete') AS mfa_delete,

@@ -6,7 +6,7 @@ severity: high
 entity: principal
 tags: T1484.002
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) AS principal,
+SELECT principal,
        eventName,
        coalesce(get_json_object(requestParameters, '$.sAMLProviderArn'),
                 get_json_object(requestParameters, '$.name')) AS provider,

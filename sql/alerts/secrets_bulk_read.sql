@@ -9,7 +9,7 @@ window: 10 minutes
 dedup: 1 hour
 tags: T1555.006
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) AS principal,
+SELECT principal,
        eventName, secret,
        eventID, eventTime, sourceIPAddress, recipientAccountId, awsRegion
 FROM cloudtrail

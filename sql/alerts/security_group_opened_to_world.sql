@@ -7,7 +7,7 @@ entity: principal
 dedup: 1 hour
 tags: T1562.007
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) AS principal,
+SELECT principal,
        get_json_object(requestParameters, '$.groupId') AS security_group,
        regexp_extract(requestParameters, '"cidrIp(v6)?"\\s*:\\s*"([^"]*/0)"', 2) AS cidr,
        eventID, eventTime, sourceIPAddress, recipientAccountId, awsRegion

@@ -6,7 +6,7 @@ severity: critical
 entity: principal
 tags: T1537
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) AS principal,
+SELECT principal,
        eventName,
        coalesce(get_json_object(requestParameters, '$.snapshotId'),
                 get_json_object(requestParameters, '$.dBSnapshotIdentifier'),

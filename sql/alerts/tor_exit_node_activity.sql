@@ -7,7 +7,7 @@ entity: principal
 dedup: 6 hours
 tags: T1090.003
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId, 'anonymous') AS principal,
+SELECT coalesce(principal, 'anonymous') AS principal,
        eventSource, eventName,
        eventID, eventTime, sourceIPAddress, userAgent, recipientAccountId, awsRegion
 FROM cloudtrail

@@ -9,11 +9,11 @@ window: 10 minutes
 dedup: 1 hour
 tags: T1580
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) AS principal,
+SELECT principal,
        eventSource, eventName, errorCode,
        eventID, eventTime, sourceIPAddress, recipientAccountId, awsRegion
 FROM cloudtrail
 WHERE (errorCode IN ('AccessDenied', 'AccessDeniedException', 'UnauthorizedOperation',
                      'Client.UnauthorizedOperation', 'UnauthorizedAccess', 'Forbidden')
        OR errorCode LIKE '%UnauthorizedOperation')
-  AND coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) IS NOT NULL
+  AND principal IS NOT NULL

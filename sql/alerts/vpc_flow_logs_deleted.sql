@@ -7,7 +7,7 @@ entity: principal
 dedup: 1 hour
 tags: T1562.008
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) AS principal,
+SELECT principal,
        get_json_object(requestParameters, '$.DeleteFlowLogsRequest.FlowLogId') AS flow_logs,
        eventID, eventTime, sourceIPAddress, recipientAccountId, awsRegion
 FROM cloudtrail

@@ -6,7 +6,7 @@ severity: medium
 entity: principal
 tags: T1562
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) AS principal,
+SELECT principal,
        eventSource, get_json_object(requestParameters, '$.resourceArn') AS resource,
        eventID, eventTime, sourceIPAddress, recipientAccountId, awsRegion
 FROM cloudtrail

@@ -13,11 +13,11 @@ deviation: 5
 dedup: 6 hours
 tags: T1580, T1087
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) AS principal,
+SELECT principal,
        concat(split_part(eventSource, '.', 1), ':', eventName) AS api,
        errorCode, eventID, eventTime, recipientAccountId
 FROM cloudtrail
 WHERE (errorCode IN ('AccessDenied', 'AccessDeniedException', 'UnauthorizedOperation',
                      'Client.UnauthorizedOperation', 'UnauthorizedAccess', 'Forbidden')
        OR errorCode LIKE '%UnauthorizedOperation')
-  AND coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) IS NOT NULL
+  AND principal IS NOT NULL

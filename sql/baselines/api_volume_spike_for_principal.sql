@@ -13,10 +13,10 @@ deviation: 6
 dedup: 6 hours
 tags: T1078, T1530
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) AS principal,
+SELECT principal,
        concat(split_part(eventSource, '.', 1), ':', eventName) AS api,
        eventID, eventTime, recipientAccountId
 FROM cloudtrail
 WHERE userIdentity.type IN ('IAMUser', 'AssumedRole', 'Root', 'FederatedUser', 'IdentityCenterUser')
   AND userIdentity.invokedBy IS NULL
-  AND coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) IS NOT NULL
+  AND principal IS NOT NULL

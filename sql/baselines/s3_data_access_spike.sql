@@ -13,10 +13,10 @@ deviation: 6
 dedup: 6 hours
 tags: T1530
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) AS principal,
+SELECT principal,
        get_json_object(requestParameters, '$.bucketName') AS bucket_name,
        eventID, eventTime, recipientAccountId
 FROM cloudtrail
 WHERE eventSource = 's3.amazonaws.com' AND eventName = 'GetObject'
   AND errorCode IS NULL
-  AND coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) IS NOT NULL
+  AND principal IS NOT NULL

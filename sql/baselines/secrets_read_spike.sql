@@ -13,10 +13,10 @@ deviation: 5
 dedup: 6 hours
 tags: T1555.006
 */
-SELECT coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) AS principal,
+SELECT principal,
        eventName, eventID, eventTime, recipientAccountId
 FROM cloudtrail
 WHERE eventSource = 'secretsmanager.amazonaws.com'
   AND eventName IN ('GetSecretValue', 'BatchGetSecretValue')
   AND errorCode IS NULL
-  AND coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId) IS NOT NULL
+  AND principal IS NOT NULL
