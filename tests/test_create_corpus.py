@@ -91,6 +91,16 @@ def test_real_world_quirks_are_typed(spark, corpus_tables):
     string_bools = df.where('raw_json RLIKE \'"readOnly": *"(?i)(true|false)"\'')
     assert string_bools.count() > 0
     assert string_bools.where("readOnly IS NULL").count() == 0
+    # principal: the ARN, else the principal id (empty ARNs of real events count as none)
+    import json
+
+    rows = df.select("raw_json", "principal").collect()
+    for raw, principal in rows:
+        identity = json.loads(raw).get("userIdentity") or {}
+        identity = identity if isinstance(identity, dict) else {}
+        assert principal == (identity.get("arn") or identity.get("principalId")), raw[:200]
+    kinds = {principal.split(":")[0] if principal else None for _, principal in rows}
+    assert "arn" in kinds and None in kinds and len(kinds) > 2  # ids as well as ARNs
 
 
 def test_org_trail_and_partitions(spark, corpus_tables):
