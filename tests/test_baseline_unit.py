@@ -12,8 +12,9 @@ from collections import Counter
 
 import pytest
 
+from loader.engine.records import Observation
 from loader.engine.state import BaselineSettings, robust_stats
-from loader.engine.step import Observation, apply_rule
+from loader.engine.step import apply_rule
 from loader.rules.model import read_rule
 from loader.rules.validate import SQL, validate_rule
 from tests.baseline_history import SPIKE, SPIKE_DAY, SPIKE_HOUR, arn, history_events
@@ -243,7 +244,7 @@ def test_validate_checks_the_baseline_keys_with_positions(tmp_path):
 
 def test_dedup_keeps_one_alert_per_entity_within_its_window_and_sinks_explain_it():
     from loader.alerts.content import summary_lines
-    from loader.engine.step import alert_records
+    from loader.engine.records import alert_records
 
     rule = _rule(min_history=0.0, min_count=5)  # dedup: 6 hours
     t = dt.datetime(2024, 3, 1)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from loader.cli import main
-from loader.engine.plan import FUSED, LOOKUP_PREFIX, NO_FUSE, SOLO, plan_rules, why_solo
+from loader.engine.plan import plan_rules, why_solo
+from loader.engine.planned import FUSED, LOOKUP_PREFIX, NO_FUSE, SOLO
 from loader.rules.model import read_rule
 from loader.rules.validate import load_valid_rules
 

@@ -328,7 +328,7 @@ def test_alerts_of_an_attributed_rule_carry_it_and_messages_show_the_author(tmp_
     import json
 
     from loader.alerts.content import summary_lines
-    from loader.engine.step import Observation, alert_records
+    from loader.engine.records import Observation, alert_records
 
     rule_file = _sigma_corpus() / "cloudtrail" / "aws_enum_buckets.yml"
     import_sigma([str(rule_file)], str(tmp_path), source_url="https://example.test/aws/")

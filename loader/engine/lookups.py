@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from loader.engine.plan import Lookup
+from loader.engine.planned import Lookup
 from loader.engine.scratch import Scratch
 
 if TYPE_CHECKING:

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from loader.engine import sql as text
 from loader.engine.lookups import enrich
-from loader.engine.plan import EVENTS, SOLO, Plan
+from loader.engine.plan import Plan
+from loader.engine.planned import EVENTS, SOLO
 from loader.engine.scratch import Scratch
 from loader.engine.timing import phase
 from loader.errors import TsaError, first_line

@@ -14,7 +14,8 @@ Pure text, so the shape of every query is tested without a JVM.
 
 from __future__ import annotations
 
-from loader.engine.plan import Plan, RulePlan, mentions
+from loader.engine.plan import Plan
+from loader.engine.planned import RulePlan, mentions
 from loader.rules.keys import ACCOUNT_COLUMNS
 from loader.rules.model import Rule
 from loader.sql import quote_name, sql_string

@@ -199,9 +199,7 @@ def _check_outputs(checker: _Checker, tree: Any) -> None:
     if any(isinstance(e, _exp().Star) for e in getattr(tree, "expressions", [])):
         return
     outputs = {name.lower() for name in tree.named_selects}
-    wanted = [
-        (k, v) for k in ("entity", "value", "top") if isinstance(v := getattr(rule, k), str)
-    ]
+    wanted = [(k, v) for k in ("entity", "value", "top") if isinstance(v := getattr(rule, k), str)]
     wanted += [("dedup_key", v) for v in rule.dedup_key or ()]
     wanted += [("required", v) for v in REQUIRED_OUTPUT]
     if (
