@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from loader import __version__
 from loader.cli import admin, alerts, rules, sources, stream, tables
+from loader.cli.options import finish
 from loader.config import resolve
 from loader.errors import TsaError
 
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
     for area in AREAS:
         area.register(commands)
+    finish(commands)
     return parser
 
 

@@ -173,13 +173,24 @@ def command(
     spark: bool = True,
     enrichment: bool = False,
 ) -> argparse.ArgumentParser:
-    """A subcommand with the options every command has (config, debug, Spark's when it
-    starts Spark, enrichment's when it evaluates SQL); HANDLER(settings) runs it."""
+    """A subcommand; HANDLER(settings) runs it. The options every command has (config,
+    debug; Spark's when it starts Spark, enrichment's when it evaluates SQL) are added after
+    its own by :func:`finish`, so its --help lists its own first."""
     parser = commands.add_parser(name, help=help, description=description)
-    if enrichment:
-        enrichment_options(parser)
-    common_options(parser)
-    if spark:
-        spark_options(parser)
     parser.set_defaults(handler=handler)
+    SHARED[name] = (spark, enrichment)
     return parser
+
+
+SHARED: dict[str, tuple[bool, bool]] = {}  # command -> (Spark options, enrichment options)
+
+
+def finish(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add every command's shared option groups."""
+    for name, parser in commands.choices.items():
+        spark, enrichment = SHARED[name]
+        if enrichment:
+            enrichment_options(parser)
+        if spark:
+            spark_options(parser)
+        common_options(parser)

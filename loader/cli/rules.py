@@ -62,6 +62,11 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     PATHS.add(test_rules)
     NO_FUSE.add(test_rules, "run every rule alone, exactly as written")
 
+    _register_detect(commands)
+    _register_exchange(commands)
+
+
+def _register_detect(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     detect = command(
         commands, "detect", detect_history, enrichment=True,
         help="run every rule over history in batch (backtest) into security.alerts",
@@ -80,6 +85,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     engine_options(detect)
     coverage_options(detect)
 
+
+def _register_exchange(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Rules to and from elsewhere: Athena queries, Sigma rules."""
     export = command(
         commands, "export", export_rules, spark=False,
         help="the rules as Athena (Trino) queries to schedule, transpiled with sqlglot",

@@ -53,6 +53,18 @@ class BatchStatus:
     queue_ids: set[str] = field(default_factory=set)
     latency: dict[str, list[float]] = field(default_factory=dict)  # source -> seconds
 
+    def read_summary(self, summary: dict[str, Any]) -> None:
+        """What the observe batch said of itself (its status record's details)."""
+        self.events, self.files = summary["events"], summary["files"]
+        self.started = dt.datetime.fromisoformat(summary["started"])
+        self.errors.update(summary["errors"])
+        if summary["newest"]:
+            self.newest_event = dt.datetime.fromisoformat(summary["newest"])
+        if "queue" in summary:
+            self.queue, self.stale = summary["queue"], summary["stale"]
+            self.duplicates = summary["duplicates"]
+            self.queue_ids = set(summary["queue_ids"])
+
     def sources(self) -> str:
         """With an events queue: where the batch's events came from."""
         if self.queue is None:
@@ -141,6 +153,75 @@ def _latency(statuses: dict[int, BatchStatus], alerts: list[Any]) -> None:
         status.latency.setdefault(source, []).append(seconds)
 
 
+def _tally(batch: DataFrame) -> tuple[dict[int, BatchStatus], int, int]:
+    """One small job over a stepped batch: the state and baseline rows counted, the few
+    others (alerts, status, errors) read into one status per observe batch."""
+    columns = (
+        "record", "rule", "batch",
+        "CASE WHEN record IN ('status', 'error') THEN details END AS details",
+    )  # fmt: skip
+    found = batch.selectExpr(*columns).groupBy("record", "rule", "batch", "details").count()
+    rows = found.collect()
+    statuses: dict[int, BatchStatus] = {}
+    counts = Counter[str]()
+    reported = {row.batch for row in rows if row.record == "status"}
+    for row in rows:
+        if row.record in ("state", "baseline"):
+            counts[row.record] += row["count"]
+            continue
+        number = row.batch if row.batch in reported else CLOSED
+        status = statuses.setdefault(number, BatchStatus(number))
+        if row.record == "alert":
+            status.alerts[row.rule] += row["count"]
+        elif row.record == "error":
+            status.errors[row.rule] = row.details
+        else:
+            status.read_summary(json.loads(row.details))
+    return statuses, counts["state"], counts["baseline"]
+
+
+def _write_alerts(
+    session: SparkSession, batch: DataFrame, rules: list[Rule], database: str,
+    statuses: dict[int, BatchStatus],
+) -> int:  # fmt: skip
+    """The batch's alert records as alert rows into the alerts table; how many were new (their
+    latency goes to the statuses)."""
+    scratch = Scratch(session)
+    try:
+        view = scratch.view(batch.where("record = 'alert'"), "run_alerts")
+        alerts = session.sql(alert_rows_sql(rules, view))
+        timing: list[Any] = []
+        added = append_new_alerts(session, alerts, database, timing)
+    finally:
+        scratch.drop()
+    _latency(statuses, timing)
+    return added
+
+
+def _stepped(spark: SparkSession, observations: str, rules: list[Rule], strict: bool) -> Any:
+    """The observations under ``observations`` as a stream, through the stateful step."""
+    from pyspark.sql.streaming.state import GroupStateTimeout
+
+    # The watermark is on the clock (the newest event time observe had seen when it wrote a
+    # row), never on eventTime: no row is ever late for it (each batch's clock is at least the
+    # last one, the delay keeps equal clocks in), and it tells the baselines' keys, called back
+    # by their event-time timeouts, how far time has gone.
+    rows = (
+        spark.readStream.schema(OBSERVATION_SCHEMA)
+        .option("recursiveFileLookup", "true")
+        .option("pathGlobFilter", "*.parquet")
+        .parquet(observations)
+        .withWatermark("clock", "1 millisecond")
+    )
+    return rows.groupBy("rule", "key").applyInPandasWithState(
+        stream_step(rules, strict, STATUS_RULE),
+        STEP_SCHEMA,
+        STATE_SCHEMA,
+        "append",
+        GroupStateTimeout.EventTimeTimeout,
+    )
+
+
 def start_apply(
     spark: SparkSession,
     rules: list[Rule],
@@ -153,28 +234,9 @@ def start_apply(
 ) -> StreamingQuery:
     """The apply query over what the observe query wrote under ``checkpoint``; ``on_alerts``
     is called after a batch added alerts."""
-    from pyspark.sql.streaming.state import GroupStateTimeout
-
     root = Folder(spark, checkpoint)
     observations = Folder(spark, root.child(OBSERVATIONS))
-    # The watermark is on the clock (the newest event time observe had seen when it wrote a
-    # row), never on eventTime: no row is ever late for it (each batch's clock is at least the
-    # last one, the delay keeps equal clocks in), and it tells the baselines' keys, called back
-    # by their event-time timeouts, how far time has gone.
-    rows = (
-        spark.readStream.schema(OBSERVATION_SCHEMA)
-        .option("recursiveFileLookup", "true")
-        .option("pathGlobFilter", "*.parquet")
-        .parquet(observations.path)
-        .withWatermark("clock", "1 millisecond")
-    )
-    step_rows = rows.groupBy("rule", "key").applyInPandasWithState(
-        stream_step(rules, strict, STATUS_RULE),
-        STEP_SCHEMA,
-        STATE_SCHEMA,
-        "append",
-        GroupStateTimeout.EventTimeTimeout,
-    )
+    step_rows = _stepped(spark, observations.path, rules, strict)
     # The state's partitions are fixed when the checkpoint is created: Spark's default of 200
     # would make every batch, however small, open and commit 200 state stores.
     partitions = spark.conf.get(STATE_PARTITIONS_CONF, None) or str(
@@ -188,55 +250,14 @@ def start_apply(
         started = time.perf_counter()
         batch = batch.localCheckpoint()  # runs the stateful step
         stepped = time.perf_counter()
-        statuses: dict[int, BatchStatus] = {}
-        # one small job: state rows counted, the few others (alerts, status, errors) read
-        columns = (
-            "record", "rule", "batch",
-            "CASE WHEN record IN ('status', 'error') THEN details END AS details",
-        )  # fmt: skip
-        state_rows = baseline_rows = 0
-        counted = batch.selectExpr(*columns).groupBy("record", "rule", "batch", "details")
-        found = counted.count().collect()
-        reported = {row.batch for row in found if row.record == "status"}
-        for row in found:
-            if row.record == "state":
-                state_rows += row["count"]
-                continue
-            if row.record == "baseline":
-                baseline_rows += row["count"]
-                continue
-            number = row.batch if row.batch in reported else CLOSED
-            status = statuses.setdefault(number, BatchStatus(number))
-            if row.record == "alert":
-                status.alerts[row.rule] += row["count"]
-            elif row.record == "error":
-                status.errors[row.rule] = row.details
-            else:
-                summary = json.loads(row.details)
-                status.events, status.files = summary["events"], summary["files"]
-                status.started = dt.datetime.fromisoformat(summary["started"])
-                status.errors.update(summary["errors"])
-                if summary["newest"]:
-                    status.newest_event = dt.datetime.fromisoformat(summary["newest"])
-                if "queue" in summary:
-                    status.queue, status.stale = summary["queue"], summary["stale"]
-                    status.duplicates = summary["duplicates"]
-                    status.queue_ids = set(summary["queue_ids"])
+        statuses, state_rows, baseline_rows = _tally(batch)
         if state_rows:
             _write_state(session, batch.where("record = 'state'"), database, batch_id)
         if baseline_rows:
             _write_baselines(session, batch.where("record = 'baseline'"), database, batch_id)
         added = 0
         if any(status.alerts for status in statuses.values()):
-            scratch = Scratch(session)
-            try:
-                view = scratch.view(batch.where("record = 'alert'"), "run_alerts")
-                alerts = session.sql(alert_rows_sql(rules, view))
-                timing: list[Any] = []
-                added = append_new_alerts(session, alerts, database, timing)
-            finally:
-                scratch.drop()
-            _latency(statuses, timing)
+            added = _write_alerts(session, batch, rules, database, statuses)
             if added and on_alerts is not None:
                 on_alerts()
         for number, status in sorted(statuses.items()):

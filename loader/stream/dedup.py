@@ -34,7 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -165,6 +165,11 @@ class Outcome:
     new_keys: bytes = b""  # what to write as the batch's SEEN_FILE
     queue_ids: list[str] = field(default_factory=list)  # eventIDs of the queue events kept
 
+    def summary(self) -> dict[str, Any]:
+        """For the batch's status line."""
+        return {"queue": self.queue, "duplicates": self.duplicates, "stale": self.stale,
+                "queue_ids": self.queue_ids}  # fmt: skip
+
 
 class Deduplicator:
     """The runner's memory of keys (one per observe query, on the driver)."""
@@ -201,8 +206,6 @@ class Deduplicator:
         without the copies of events already counted. One Spark job reads the keys of the
         batch's recent events and of its queue events; a second, only when something is to be
         dropped, filters the batch."""
-        from pyspark.sql import functions as F
-
         if clock is None:
             return Outcome(events)
         oldest = int(clock.replace(tzinfo=dt.timezone.utc).timestamp() - self.window)
@@ -246,21 +249,31 @@ class Deduplicator:
         if not special.any() and not outcome.stale:
             return outcome
         outcome.duplicates = int(decided.drop_files.sum() + (queued - decided.keep_queue).sum())
-        rows = zip(keys[special].tolist(), decided.drop_files[special].tolist(),
-                   decided.keep_queue[special].tolist(), strict=True)  # fmt: skip
-        plan = events.sparkSession.createDataFrame(
-            list(rows), "__key BIGINT, __drop_files BIGINT, __keep_queue BOOLEAN"
-        )
-        current = marked.where(f"NOT (__queue AND __time < {oldest})")
-        untouched = current.join(F.broadcast(plan), "__key", "left_anti")
-        # the copies of a key to keep: file copies after the first __drop_files of them (by
-        # file), and one queue copy when __keep_queue
-        chosen = current.join(F.broadcast(plan), "__key").selectExpr(
-            "*", "row_number() OVER (PARTITION BY __key, __queue ORDER BY source_file) AS __n"
-        ).where(
-            "(NOT __queue AND __n > __drop_files) OR (__queue AND __keep_queue AND __n = 1)"
-        )  # fmt: skip
-        helpers = ("__key", "__time", "__queue", "__n", "__drop_files", "__keep_queue")
-        result = untouched.unionByName(chosen.drop("__n", "__drop_files", "__keep_queue"))
-        outcome.events = result.drop(*helpers).persist()
+        outcome.events = _without_copies(marked, oldest, keys[special], decided, special)
         return outcome
+
+
+def _without_copies(
+    marked: DataFrame, oldest: int, keys: np.ndarray, decided: Any, special: np.ndarray
+) -> DataFrame:
+    """The batch (``marked`` with its key columns) keeping, for each of ``keys``, the copies
+    ``decided`` keeps, and no queue event older than the window; cached."""
+    from pyspark.sql import functions as F
+
+    rows = zip(keys.tolist(), decided.drop_files[special].tolist(),
+               decided.keep_queue[special].tolist(), strict=True)  # fmt: skip
+    plan = marked.sparkSession.createDataFrame(
+        list(rows), "__key BIGINT, __drop_files BIGINT, __keep_queue BOOLEAN"
+    )
+    current = marked.where(f"NOT (__queue AND __time < {oldest})")
+    untouched = current.join(F.broadcast(plan), "__key", "left_anti")
+    # the copies of a key to keep: file copies after the first __drop_files of them (by
+    # file), and one queue copy when __keep_queue
+    chosen = current.join(F.broadcast(plan), "__key").selectExpr(
+        "*", "row_number() OVER (PARTITION BY __key, __queue ORDER BY source_file) AS __n"
+    ).where(
+        "(NOT __queue AND __n > __drop_files) OR (__queue AND __keep_queue AND __n = 1)"
+    )  # fmt: skip
+    helpers = ("__key", "__time", "__queue", "__n", "__drop_files", "__keep_queue")
+    result = untouched.unionByName(chosen.drop("__n", "__drop_files", "__keep_queue"))
+    return result.drop(*helpers).persist()

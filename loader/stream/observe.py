@@ -50,6 +50,37 @@ def _say_blind_spots(events: DataFrame, enrichment: Any, batch: int, key: tuple[
         print(f"batch {batch}: blind spot: {line}", flush=True)
 
 
+TOTALS = (
+    f"count(DISTINCT CASE WHEN NOT {IS_QUEUE} THEN source_file END) AS files",
+    "max(CAST(eventTime AS TIMESTAMP)) AS newest",
+)
+
+
+def _read(
+    events: DataFrame, batch: int, used: set[str] | None, history: History | None
+) -> tuple[DataFrame, int]:
+    """The batch's events cached (the columns the rules read, and those the runner needs),
+    with the history days in the first batch; and how many."""
+    if history is not None and batch == 0:
+        events = events.unionByName(history.events(events.sparkSession))
+    keep = None if used is None else used | {"eventtime", "source_file", "account", "region",
+                                              "eventid"}  # fmt: skip
+    with timing.phase("read"):
+        return cache_events(events, keep)
+
+
+def _status_row(
+    session: Any, batch: int, started: dt.datetime, clock: dt.datetime | None,
+    summary: dict[str, Any],
+) -> DataFrame:  # fmt: skip
+    """The batch's own record among its observations: what came in, for the status line."""
+    return session.createDataFrame(
+        [(STATUS_RULE, str(batch), None, None, started, "", json.dumps(summary),
+          None, None, None, batch, clock or dt.datetime(1970, 1, 1))],
+        OBSERVATION_SCHEMA,
+    )  # fmt: skip
+
+
 def observe_batch(
     events: DataFrame,
     batch: int,
@@ -73,13 +104,8 @@ def observe_batch(
         return False
     started = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     session = events.sparkSession
-    if history is not None and batch == 0:
-        events = events.unionByName(history.events(session))
-    keep = None if used is None else used | {"eventtime", "source_file", "account", "region",
-                                              "eventid"}  # fmt: skip
     timing.clear()
-    with timing.phase("read"):
-        events, count = cache_events(events, keep)
+    events, count = _read(events, batch, used, history)
     kept = events
     cores = session.sparkContext.defaultParallelism
     # A batch's aggregations are small: Spark's 200 shuffle partitions made a 1,000-event batch
@@ -87,21 +113,14 @@ def observe_batch(
     session.conf.set("spark.sql.shuffle.partitions", str(cores))
     try:
         with timing.phase("totals"):
-            totals = events.selectExpr(
-                f"count(DISTINCT CASE WHEN NOT {IS_QUEUE} THEN source_file END) AS files",
-                "max(CAST(eventTime AS TIMESTAMP)) AS newest",
-            ).first()
+            totals = events.selectExpr(TOTALS).first()
             before = previous_carried(folder, batch)
         clock = max(filter(None, (before.clock, totals.newest)), default=None)
         extra: dict[str, Any] = {}
         if dedup is not None:
             with timing.phase("dedup"):
                 outcome = dedup.apply(events, batch, clock)
-                kept = outcome.events
-                extra = {
-                    "queue": outcome.queue, "duplicates": outcome.duplicates,
-                    "stale": outcome.stale, "queue_ids": outcome.queue_ids,
-                }  # fmt: skip
+            kept, extra = outcome.events, outcome.summary()
         observed = observe(
             kept, plan, batch, enrichment=enrichment, strict=strict,
             starts=before.starts, clock=clock or dt.datetime(1970, 1, 1),
@@ -112,11 +131,7 @@ def observe_batch(
             "newest": totals.newest.isoformat() if totals.newest else None,
             "started": started.isoformat(), "errors": observed.errors, **extra,
         }  # fmt: skip
-        status = session.createDataFrame(
-            [(STATUS_RULE, str(batch), None, None, started, "", json.dumps(summary),
-              None, None, None, batch, clock or dt.datetime(1970, 1, 1))],
-            OBSERVATION_SCHEMA,
-        )  # fmt: skip
+        status = _status_row(session, batch, started, clock, summary)
         folder.delete(partial)
         rows = observed.observations.unionByName(status).coalesce(cores)
         with timing.phase("write"):
@@ -129,11 +144,12 @@ def observe_batch(
             kept.unpersist()
         events.unpersist()
     folder.write_text(f"{partial}/{STARTS_FILE}", Carried(observed.starts, clock).text())
-    if dedup is not None and outcome.new_keys:
-        folder.write_bytes(f"{partial}/{SEEN_FILE}", outcome.new_keys)
-    folder.rename(partial, final)
+    new_keys = outcome.new_keys if dedup is not None else None
+    if new_keys:
+        folder.write_bytes(f"{partial}/{SEEN_FILE}", new_keys)
+    folder.rename(partial, final)  # the batch is final: its observations, starts and keys
     if dedup is not None:
-        dedup.remember(batch, outcome.new_keys)
+        dedup.remember(batch, new_keys)
     if os.environ.get(PHASES_ENV):
         print(f"batch {batch}: observe: {timing.render()}", flush=True)
     return True
