@@ -410,7 +410,7 @@ def test_a_checkout_with_filters_workflows_and_broken_files(tmp_path):
     ],
 )
 def test_the_text_every_match_of_a_regex_contains(regex, literal):
-    from loader.sigma.backend import required_literal
+    from loader.sigma.patterns import required_literal
 
     assert required_literal(regex) == literal
     if literal is not None:  # and it is so: a few matches by Python's engine, alike here

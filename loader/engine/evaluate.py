@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from loader.engine.observe import observe
 from loader.engine.plan import Plan
+from loader.engine.reduce_sql import alert_rows_sql
 from loader.engine.scratch import Scratch
-from loader.engine.sql import alert_rows_sql
 from loader.engine.step import STEP_SCHEMA, batch_step
 from loader.engine.timing import phase
 from loader.errors import TsaError

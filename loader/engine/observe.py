@@ -18,6 +18,7 @@ import datetime as dt
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from loader.engine import reduce_sql as reduce
 from loader.engine import sql as text
 from loader.engine.lookups import enrich
 from loader.engine.plan import Plan
@@ -156,7 +157,7 @@ def _observe(
         try:
             sightings = scratch.view(session.sql(text.solo_sql(rule)), "solo")
             with phase("solo rules"):
-                reduced = session.sql(text.reduce_solo_sql(sightings, scope)).localCheckpoint()
+                reduced = session.sql(reduce.reduce_solo_sql(sightings, scope)).localCheckpoint()
             parts.append(reduced)
         except PySparkException as exc:
             error = f"{rule.rule.path}: {first_line(exc)}"
@@ -189,7 +190,7 @@ def _clocks(
     if not any(r.kind == "baseline" for r in plan.rules):
         return {}
     rows = (
-        events.selectExpr(f"{text.scoped(scope)} AS scope", "CAST(eventTime AS TIMESTAMP) AS t")
+        events.selectExpr(f"{reduce.scoped(scope)} AS scope", "CAST(eventTime AS TIMESTAMP) AS t")
         .groupBy("scope")
         .agg({"t": "max"})
         .collect()
@@ -203,7 +204,7 @@ def _fused(session: Any, plan: Plan, events: str, scratch: Scratch, scope: str |
     sql = text.fused_pass_sql(plan, events, ids=scope is not None)
     sightings = scratch.view(session.sql(sql), "fused")
     with phase("fused pass"):
-        reduced = session.sql(text.reduce_fused_sql(sightings, scope)).localCheckpoint()
+        reduced = session.sql(reduce.reduce_fused_sql(sightings, scope)).localCheckpoint()
     return _completed(session, plan, events, scratch, scope, reduced)
 
 
@@ -220,7 +221,7 @@ def _completed(
     firsts = scratch.view(session.sql(f"SELECT * FROM {reduced_view} WHERE {incomplete}"), "firsts")
     with phase("profile rows"):
         completed = session.sql(
-            text.profile_rows_sql(plan, events, firsts, scope)
+            reduce.profile_rows_sql(plan, events, firsts, scope)
         ).localCheckpoint()
     done = scratch.view(completed, "completed")
     return session.sql(
@@ -234,7 +235,7 @@ def _starts(session: Any, plan: Plan, reduced: str, before: Begun | None) -> Sta
     names = [r.name for r in plan.rules if text.shared_profile(r.rule)]
     found: Starts = {}
     if names:
-        rows = session.sql(text.starts_sql(reduced, names)).collect()
+        rows = session.sql(reduce.starts_sql(reduced, names)).collect()
         found = {
             (row.rule, row.scope, row.entity): row.start for row in rows if row.start is not None
         }

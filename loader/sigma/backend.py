@@ -21,7 +21,6 @@ Imports pySigma at module level: only :mod:`loader.sigma.convert` loads it, on d
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from sigma.conditions import (
@@ -37,14 +36,23 @@ from sigma.exceptions import SigmaFeatureNotSupportedByBackendError, SigmaValueE
 from sigma.types import (
     CompareOperators,
     SigmaCasedString,
-    SigmaNumber,
     SigmaRegularExpressionFlag,
     SigmaString,
-    SpecialChars,
     TimestampPart,
 )
 
 from loader.sigma.fields import Field, UnknownField, resolve
+from loader.sigma.patterns import (
+    as_text,
+    each,
+    escape_like,
+    folded,
+    ipv4_in,
+    like_pattern,
+    plain,
+    regex_text,
+    required_literal,
+)
 from loader.sql import sql_string
 
 # A keyword (a value without a field) is searched in the whole event's JSON text
@@ -65,32 +73,6 @@ _PARTS = {
 }
 # one level of JSON string escaping (\" \\ \/) removed, as an SQL literal
 _UNESCAPE = sql_string(r'\\(["\\/])')
-_FLAGS = {
-    SigmaRegularExpressionFlag.IGNORECASE: "i",
-    SigmaRegularExpressionFlag.MULTILINE: "m",
-    SigmaRegularExpressionFlag.DOTALL: "s",
-}
-
-
-def like_pattern(value: SigmaString, fold: bool) -> tuple[str, bool]:
-    """(the SQL text of ``value``, whether it has wildcards): a LIKE pattern with Sigma's
-    ``*``/``?`` as ``%``/``_`` and the value's own ``%``, ``_`` and ``\\`` escaped, or the
-    plain text when it has no wildcard."""
-    wild = value.contains_special()
-    out = []
-    for part in value.s:
-        if part is SpecialChars.WILDCARD_MULTI:
-            out.append("%")
-        elif part is SpecialChars.WILDCARD_SINGLE:
-            out.append("_")
-        elif isinstance(part, str):
-            text = part.lower() if fold else part
-            if wild:
-                text = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            out.append(text)
-        else:  # a placeholder no pipeline replaced
-            raise SigmaValueError(f"placeholder %{part}% has no value", source=value.source)
-    return "".join(out), wild
 
 
 class SparkSQLBackend(Backend):
@@ -141,11 +123,11 @@ class SparkSQLBackend(Backend):
         field = self._field(cond.args[0].field)
         if field.text:
             return self.convert_condition_or(cond, state)  # type: ignore[arg-type]
-        values = sorted({_plain(arg.value) for arg in cond.args})
+        values = sorted({plain(arg.value) for arg in cond.args})
         listed = ", ".join(sql_string(v) for v in values)
         if len(values) == 1:
-            return _each(field, lambda x: f"{_folded(x, field)} = {listed}")
-        return _each(field, lambda x: f"{_folded(x, field)} IN ({listed})")
+            return each(field, lambda x: f"{folded(x, field)} = {listed}")
+        return each(field, lambda x: f"{folded(x, field)} IN ({listed})")
 
     # --- field = value ----------------------------------------------------------------------
 
@@ -164,7 +146,7 @@ class SparkSQLBackend(Backend):
         operator = "LIKE" if wild else "="
 
         def test(x: str) -> str:
-            subject = _folded(x, field) if fold else _as_text(x, field)
+            subject = folded(x, field) if fold else as_text(x, field)
             return f"{subject} {operator} {sql_string(pattern)}"
 
         if field.text and wild:
@@ -172,7 +154,7 @@ class SparkSQLBackend(Backend):
             # escaped: the text is also matched with one level of escaping removed.
             unescaped = f"regexp_replace({field.scalar}, {_UNESCAPE}, '$1')"
             return f"({test(str(field.scalar))} OR {test(unescaped)})"
-        return _each(field, test)
+        return each(field, test)
 
     def convert_condition_field_eq_val_num(
         self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
@@ -180,8 +162,8 @@ class SparkSQLBackend(Backend):
         field = self._field(cond.field)
         number = cond.value.number
         if field.kind in ("int", "bigint", "double", "float", "long"):
-            return _each(field, lambda x: f"{x} = {number}")
-        return _each(field, lambda x: f"{_as_text(x, field)} = {sql_string(str(number))}")
+            return each(field, lambda x: f"{x} = {number}")
+        return each(field, lambda x: f"{as_text(x, field)} = {sql_string(str(number))}")
 
     def convert_condition_field_eq_val_bool(
         self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
@@ -189,29 +171,29 @@ class SparkSQLBackend(Backend):
         field = self._field(cond.field)
         word = "true" if cond.value.boolean else "false"
         if field.kind == "boolean":
-            return _each(field, lambda x: f"{x} = {word}")
-        return _each(field, lambda x: f"lower({_as_text(x, field)}) = '{word}'")
+            return each(field, lambda x: f"{x} = {word}")
+        return each(field, lambda x: f"lower({as_text(x, field)}) = '{word}'")
 
     def convert_condition_field_eq_val_re(
         self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
     ) -> Any:
         field = self._field(cond.field)
-        regex = _regex(cond.value)
+        regex = regex_text(cond.value)
         literal = required_literal(cond.value.regexp.original)
         if literal is None:
-            return _each(field, lambda x: f"{_as_text(x, field)} RLIKE {regex}")
+            return each(field, lambda x: f"{as_text(x, field)} RLIKE {regex}")
         # A test for text every match contains first: over 1M events, '.+:assumed-role/aws:.+'
         # (a leading .+ is tried from every position) took 8.4 s, contains() 0.9 s.
         fold = SigmaRegularExpressionFlag.IGNORECASE in cond.value.flags
         literal = literal.lower() if fold else literal
 
         def test(x: str) -> str:
-            text = _folded(x, field) if fold else _as_text(x, field)
+            text = folded(x, field) if fold else as_text(x, field)
             return (
-                f"(contains({text}, {sql_string(literal)}) AND {_as_text(x, field)} RLIKE {regex})"
+                f"(contains({text}, {sql_string(literal)}) AND {as_text(x, field)} RLIKE {regex})"
             )
 
-        return _each(field, test)
+        return each(field, test)
 
     def convert_condition_field_eq_val_cidr(
         self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
@@ -219,12 +201,12 @@ class SparkSQLBackend(Backend):
         field = self._field(cond.field)
         network = cond.value.network
         if isinstance(network, ipaddress.IPv4Network):
-            return _each(field, lambda x: _ipv4_in(_as_text(x, field), network))
+            return each(field, lambda x: ipv4_in(as_text(x, field), network))
         prefixes = cond.value.expand(wildcard="*")  # IPv6: prefixes of the written form
-        tests = [_escape_like(prefix.lower()).replace("*", "%") for prefix in prefixes]
-        return _each(
+        tests = [escape_like(prefix.lower()).replace("*", "%") for prefix in prefixes]
+        return each(
             field,
-            lambda x: "(" + " OR ".join(f"lower({_as_text(x, field)}) LIKE {sql_string(t)}"
+            lambda x: "(" + " OR ".join(f"lower({as_text(x, field)}) LIKE {sql_string(t)}"
                                         for t in tests) + ")",
         )  # fmt: skip
 
@@ -233,14 +215,14 @@ class SparkSQLBackend(Backend):
     ) -> Any:
         field = self._field(cond.field)
         operator, number = _OPERATORS[cond.value.op], cond.value.number.number
-        return _each(field, lambda x: f"try_cast({x} AS DOUBLE) {operator} {number}")
+        return each(field, lambda x: f"try_cast({x} AS DOUBLE) {operator} {number}")
 
     def convert_condition_field_eq_val_timestamp_part(
         self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
     ) -> Any:
         field = self._field(cond.field)
         part = _PARTS[cond.value.timestamp_part]
-        return _each(field, lambda x: f"{part}(try_cast({x} AS TIMESTAMP)) = {cond.value.number}")
+        return each(field, lambda x: f"{part}(try_cast({x} AS TIMESTAMP)) = {cond.value.number}")
 
     def convert_condition_field_eq_field(
         self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
@@ -249,7 +231,7 @@ class SparkSQLBackend(Backend):
         right = self._field(ref.field)
 
         def test(a: str, b: str) -> str:
-            a, b = _folded(a, left), _folded(b, right)
+            a, b = folded(a, left), folded(b, right)
             if ref.starts_with and ref.ends_with:
                 return f"contains({a}, {b})"
             if ref.starts_with:
@@ -258,7 +240,7 @@ class SparkSQLBackend(Backend):
                 return f"endswith({a}, {b})"
             return f"{a} = {b}"
 
-        return _each(left, lambda a: _each(right, lambda b: test(a, b), "y"))
+        return each(left, lambda a: each(right, lambda b: test(a, b), "y"))
 
     def convert_condition_field_eq_val_null(
         self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
@@ -296,7 +278,7 @@ class SparkSQLBackend(Backend):
     ) -> Any:
         value = cond.value
         pattern, wild = like_pattern(value, fold=not isinstance(value, SigmaCasedString))
-        pattern = pattern if wild else _escape_like(pattern)
+        pattern = pattern if wild else escape_like(pattern)
         pattern = f"%{pattern}%"  # a keyword is found anywhere in the event ("%%" is "%")
         subject = (
             KEYWORD_FIELD if isinstance(value, SigmaCasedString) else f"lower({KEYWORD_FIELD})"
@@ -311,7 +293,7 @@ class SparkSQLBackend(Backend):
     def convert_condition_val_re(
         self, cond: ConditionValueExpression, state: ConversionState
     ) -> Any:
-        return f"{KEYWORD_FIELD} RLIKE {_regex(cond.value)}"
+        return f"{KEYWORD_FIELD} RLIKE {regex_text(cond.value)}"
 
     # --- whole rules -------------------------------------------------------------------------
 
@@ -352,87 +334,3 @@ class SparkSQLBackend(Backend):
             return resolve(name)
         except UnknownField as exc:
             raise SigmaValueError(str(exc)) from exc
-
-
-def _each(field: Field, test: Callable[[str], str], var: str = "x") -> str:
-    """``test`` of the field's value, or of any of its values."""
-    if field.values is None:
-        return test(str(field.scalar))
-    return f"exists({field.values}, {var} -> {test(var)})"
-
-
-def _as_text(sql: str, field: Field) -> str:
-    return sql if field.kind == "string" else f"CAST({sql} AS STRING)"
-
-
-def _folded(sql: str, field: Field) -> str:
-    return f"lower({_as_text(sql, field)})"
-
-
-def _plain(value: Any) -> str:
-    if isinstance(value, SigmaString):
-        return like_pattern(value, fold=True)[0]
-    return str(value.number if isinstance(value, SigmaNumber) else value)
-
-
-_QUANTIFIED = {"*": False, "?": False, "+": True}  # does the quantified element stay required
-
-
-def required_literal(regex: str) -> str | None:
-    """The longest run of literal text (3 characters or more) that every match of ``regex``
-    contains, or None. Conservative: a regex with a group, an alternation, a class or a
-    counted repetition has none here."""
-    if any(c in regex for c in "|()[]{}"):
-        return None
-    runs, run, i = [], "", 0
-    while i < len(regex):
-        char = regex[i]
-        if char == "\\" and i + 1 < len(regex):
-            escaped = regex[i + 1]
-            literal = None if escaped.isalnum() else escaped  # \d, \w, \b... are not text
-            i += 2
-        elif char in ".^$":
-            literal, i = None, i + 1
-        elif char in _QUANTIFIED:
-            return None  # a quantifier with nothing before it: not a regex to guess about
-        else:
-            literal, i = char, i + 1
-        quantifier = regex[i] if i < len(regex) and regex[i] in _QUANTIFIED else None
-        if quantifier:
-            i += 1
-            if i < len(regex) and regex[i] in "?+":  # lazy or possessive
-                i += 1
-        if literal is None or (quantifier and not _QUANTIFIED[quantifier]):
-            runs.append(run)
-            run = ""
-            continue
-        run += literal
-        if quantifier:  # "a+": one 'a' is there; what follows may come after more of them
-            runs.append(run)
-            run = ""
-    runs.append(run)
-    best = max(runs, key=len)
-    return best if len(best) >= 3 else None
-
-
-def _regex(value: Any) -> str:
-    """A Sigma regular expression as an SQL literal for RLIKE, its flags inline."""
-    flags = "".join(sorted(_FLAGS[f] for f in value.flags))
-    return sql_string((f"(?{flags})" if flags else "") + value.regexp.original)
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _ipv4_in(sql: str, network: ipaddress.IPv4Network) -> str:
-    """An IPv4 address as text within ``network``: its four numbers as one integer, between
-    the network's first and last address (a text that is not a dotted quad never matches)."""
-    octets = " + ".join(
-        f"try_cast(split({sql}, '\\\\.')[{i}] AS BIGINT) * {256 ** (3 - i)}" for i in range(4)
-    )
-    low, high = int(network.network_address), int(network.broadcast_address)
-    return (
-        f"({sql} RLIKE '^[0-9]{{1,3}}(\\\\.[0-9]{{1,3}}){{3}}$' AND "
-        f"({octets}) BETWEEN {low} AND {high})"
-    )

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from loader.alerts.store import append_new_alerts
 from loader.alerts.tables import BASELINE_LOG, STATE_LOG
+from loader.engine.reduce_sql import alert_rows_sql
 from loader.engine.scratch import Scratch
-from loader.engine.sql import OBSERVATION_SCHEMA, alert_rows_sql
+from loader.engine.sql import OBSERVATION_SCHEMA
 from loader.engine.step import STATE_SCHEMA, STEP_SCHEMA, stream_step
 from loader.rules.model import Rule
 from loader.stream.checkpoint import APPLY, OBSERVATIONS, Folder, clean
