@@ -81,21 +81,8 @@ def _where(since: str | None, until: str | None, column: str) -> str:
     return " AND ".join(parts)
 
 
-def read_report_data(
-    spark: SparkSession,
-    database: str,
-    since: str | None = None,
-    until: str | None = None,
-    table: str | None = None,
-    entities: int = 20,
-    enrichment: Any = None,
-) -> ReportData:
-    db = check_identifier(database)
-    if not spark.catalog.tableExists(f"{db}.{ALERTS_TABLE}"):
-        raise TsaError(
-            f"no table {db}.{ALERTS_TABLE} here: run `python -m loader detect` (or `run`) first; "
-            "the report shows their alerts"
-        )
+def _alerts(spark: SparkSession, db: str, since: str | None, until: str | None) -> list[Alert]:
+    """The alerts of the period, in event time order."""
     spark.catalog.refreshTable(f"{db}.{ALERTS_TABLE}")
     rows = spark.sql(
         f"SELECT alert_id, rule, kind, severity, event_id, "
@@ -103,7 +90,7 @@ def read_report_data(
         f"source_ip, title, details FROM {db}.{ALERTS_TABLE} "
         f"WHERE {_where(since, until, 'event_time')} ORDER BY event_time, rule, alert_id"
     ).collect()
-    alerts = [
+    return [
         Alert(
             r.alert_id,
             r.rule,
@@ -121,6 +108,26 @@ def read_report_data(
         )  # fmt: skip
         for r in rows
     ]
+
+
+def read_report_data(
+    spark: SparkSession,
+    database: str,
+    since: str | None = None,
+    until: str | None = None,
+    table: str | None = None,
+    entities: int = 20,
+    enrichment: Any = None,
+) -> ReportData:
+    """Everything the report shows: the period's alerts, the entities with most of them (each
+    with its activity, raw events and profile), deliveries, and enrichment blind spots."""
+    db = check_identifier(database)
+    if not spark.catalog.tableExists(f"{db}.{ALERTS_TABLE}"):
+        raise TsaError(
+            f"no table {db}.{ALERTS_TABLE} here: run `python -m loader detect` (or `run`) first; "
+            "the report shows their alerts"
+        )
+    alerts = _alerts(spark, db, since, until)
     data = ReportData(db, since, until, dt.datetime.now(dt.timezone.utc), alerts, [])
     _deliveries(spark, db, alerts, data.notes)
     counts: dict[str, int] = {}

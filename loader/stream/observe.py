@@ -71,14 +71,35 @@ def _read(
 
 def _status_row(
     session: Any, batch: int, started: dt.datetime, clock: dt.datetime | None,
-    summary: dict[str, Any],
+    newest: dt.datetime | None, summary: dict[str, Any],
 ) -> DataFrame:  # fmt: skip
     """The batch's own record among its observations: what came in, for the status line."""
+    summary = {**summary, "started": started.isoformat(),
+               "newest": newest.isoformat() if newest else None}  # fmt: skip
     return session.createDataFrame(
         [(STATUS_RULE, str(batch), None, None, started, "", json.dumps(summary),
           None, None, None, batch, clock or dt.datetime(1970, 1, 1))],
         OBSERVATION_SCHEMA,
     )  # fmt: skip
+
+
+def _small_shuffles(session: Any) -> int:
+    """A batch's aggregations are small: Spark's 200 shuffle partitions made a 1,000-event
+    batch cost 7.5 s instead of 4.1 s. One per core (the query's session is its own: this
+    stays in the query); the number of cores."""
+    cores = int(session.sparkContext.defaultParallelism)
+    session.conf.set("spark.sql.shuffle.partitions", str(cores))
+    return cores
+
+
+def _finish(folder: Folder, batch: int, carried: Carried, new_keys: bytes | None) -> None:
+    """Write beside the batch's observations what the next batch carries on (starts, clock)
+    and the keys it counted, then make the batch final in one rename."""
+    partial = f"_partial-{batch:09d}"
+    folder.write_text(f"{partial}/{STARTS_FILE}", carried.text())
+    if new_keys:
+        folder.write_bytes(f"{partial}/{SEEN_FILE}", new_keys)
+    folder.rename(partial, batch_folder(batch))
 
 
 def observe_batch(
@@ -95,10 +116,8 @@ def observe_batch(
     dedup: Deduplicator | None = None,
 ) -> bool:
     """Write the observations of one batch of events to ``observations/batch-N``; False when a
-    replay finds them written. ``used``: the event columns the rules read (None: all). The
-    first batch also takes the ``history`` days from their Parquet table. With ``dedup`` (an
-    events queue beside the files), an event seen before is dropped first
-    (:mod:`loader.stream.dedup`)."""
+    replay finds them written. ``used``: the event columns the rules read (None: all). Batch 0
+    takes the ``history`` days from their table; ``dedup`` drops events seen before."""
     final, partial = batch_folder(batch), f"_partial-{batch:09d}"
     if folder.exists(final):
         return False
@@ -106,17 +125,13 @@ def observe_batch(
     session = events.sparkSession
     timing.clear()
     events, count = _read(events, batch, used, history)
-    kept = events
-    cores = session.sparkContext.defaultParallelism
-    # A batch's aggregations are small: Spark's 200 shuffle partitions made a 1,000-event batch
-    # cost 7.5 s instead of 4.1 s (the query's session is its own: this stays in the query).
-    session.conf.set("spark.sql.shuffle.partitions", str(cores))
+    kept, extra = events, {}
+    cores = _small_shuffles(session)
     try:
         with timing.phase("totals"):
             totals = events.selectExpr(TOTALS).first()
             before = previous_carried(folder, batch)
         clock = max(filter(None, (before.clock, totals.newest)), default=None)
-        extra: dict[str, Any] = {}
         if dedup is not None:
             with timing.phase("dedup"):
                 outcome = dedup.apply(events, batch, clock)
@@ -126,12 +141,8 @@ def observe_batch(
             starts=before.starts, clock=clock or dt.datetime(1970, 1, 1),
         )  # fmt: skip
         _say_blind_spots(events, enrichment, batch, (folder.path, id(plan)))
-        summary = {
-            "events": count, "files": totals.files,
-            "newest": totals.newest.isoformat() if totals.newest else None,
-            "started": started.isoformat(), "errors": observed.errors, **extra,
-        }  # fmt: skip
-        status = _status_row(session, batch, started, clock, summary)
+        summary = {"events": count, "files": totals.files, "errors": observed.errors, **extra}
+        status = _status_row(session, batch, started, clock, totals.newest, summary)
         folder.delete(partial)
         rows = observed.observations.unionByName(status).coalesce(cores)
         with timing.phase("write"):
@@ -143,11 +154,8 @@ def observe_batch(
         if kept is not events:
             kept.unpersist()
         events.unpersist()
-    folder.write_text(f"{partial}/{STARTS_FILE}", Carried(observed.starts, clock).text())
     new_keys = outcome.new_keys if dedup is not None else None
-    if new_keys:
-        folder.write_bytes(f"{partial}/{SEEN_FILE}", new_keys)
-    folder.rename(partial, final)  # the batch is final: its observations, starts and keys
+    _finish(folder, batch, Carried(observed.starts, clock), new_keys)
     if dedup is not None:
         dedup.remember(batch, new_keys)
     if os.environ.get(PHASES_ENV):

@@ -88,6 +88,19 @@ class Runner:
         return 0
 
 
+def _start_observe(
+    events: DataFrame, observe: Callable[[DataFrame, int], None], checkpoint: str, once: bool,
+    trigger: float | None,
+) -> StreamingQuery:  # fmt: skip
+    writer = events.writeStream.foreachBatch(observe).queryName("tsa-observe")
+    writer = writer.option("checkpointLocation", checkpoint)
+    if once:
+        writer = writer.trigger(availableNow=True)
+    elif trigger:
+        writer = writer.trigger(processingTime=f"{int(trigger)} seconds")
+    return writer.start()
+
+
 def start(
     spark: SparkSession,
     events: DataFrame,
@@ -133,13 +146,7 @@ def start(
                       dedup=dedup)  # fmt: skip
 
     clean(spark, root.child(OBSERVE), report)
-    writer = events.writeStream.foreachBatch(observe).queryName("tsa-observe")
-    writer = writer.option("checkpointLocation", root.child(OBSERVE))
-    if once:
-        writer = writer.trigger(availableNow=True)
-    elif trigger:
-        writer = writer.trigger(processingTime=f"{int(trigger)} seconds")
-    observe_query = writer.start()
+    observe_query = _start_observe(events, observe, root.child(OBSERVE), once, trigger)
     on_alerts = delivery.kick if delivery else None
     return Runner(
         observe_query,

@@ -69,13 +69,13 @@ class S3AccessReport:
         return "\n".join(lines)
 
 
-def create_s3_access_tables(spark: SparkSession, source: str, database: str) -> S3AccessReport:
-    """Create or update the tables and views over the access logs under ``source``."""
-    root = normalize_source(source)
-    db = check_identifier(database)
+def _layout(
+    source: str, root: str, report: S3AccessReport
+) -> tuple[dict[tuple[str, str, str, str], str], set[str]]:
+    """The access log files under ``root``: their date partitions (account, region, bucket,
+    day -> folder) or their one flat folder; other files are skipped (in ``report``)."""
     partitions: dict[tuple[str, str, str, str], str] = {}
     flat_folders: set[str] = set()
-    report = S3AccessReport(db, "flat")
     for listed in list_files(root):
         relative = listed.path[len(root) :].lstrip("/")
         match = PARTITIONED.search(relative)
@@ -101,6 +101,15 @@ def create_s3_access_tables(spark: SparkSession, source: str, database: str) -> 
         )
     if not partitions and not flat_folders:
         raise LoaderError(f"{source}: no S3 server access log files (names like 2024-01-31-...)")
+    return partitions, flat_folders
+
+
+def create_s3_access_tables(spark: SparkSession, source: str, database: str) -> S3AccessReport:
+    """Create or update the tables and views over the access logs under ``source``."""
+    root = normalize_source(source)
+    db = check_identifier(database)
+    report = S3AccessReport(db, "flat")
+    partitions, flat_folders = _layout(source, root, report)
     partitioned = bool(partitions)
     location = root if partitioned else next(iter(flat_folders))
     statements = [create_database(db)]
