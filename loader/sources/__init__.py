@@ -1,1 +1,2 @@
-"""Where log files come from: local folders and S3 listings."""
+"""Where logs and events come from: local folders, S3 listings and sync, trail discovery, SQS
+notifications of new log files, and CloudTrail events from EventBridge on SQS."""
