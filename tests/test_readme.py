@@ -87,3 +87,11 @@ def test_the_rules_page_lists_every_bundled_rule_with_its_kind_and_severity():
         assert row in text, f"docs/rules.md's rule pack table lacks {rule.name}"
         line = next(line for line in text.splitlines() if line.startswith(row))
         assert f"| {rule.severity} |" in line, rule.name
+
+
+def test_the_configuration_example_is_a_valid_config_file():
+    from loader.config import parse_config
+
+    text = (DOCS / "configuration.md").read_text().split("```toml", 1)[1].split("```", 1)[0]
+    data = parse_config(text, "docs/configuration.md")
+    assert data["rules"] == ["sql", "/etc/tsa/our-rules"] and data["conf"]
