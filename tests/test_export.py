@@ -43,6 +43,8 @@ def test_every_rule_exports_to_trino_or_is_reported(tmp_path, capsys):
     # a profile is a first-seen query over its history window, after its learning period
     assert "INTERVAL '15552000' SECOND" in country  # expire: 180 days
     assert "learning_from + INTERVAL '1209600' SECOND" in country  # learning: 14 days
+    # rules name the view's derived principal column; Athena's view has it too (test_glue)
+    assert "principal" in written["iam_access_key_created"]
     burst = written["unauthorized_api_calls_burst"]
     assert "HAVING" in burst and "COUNT(*) >=" in burst.upper()
 
