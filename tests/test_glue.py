@@ -100,8 +100,9 @@ def test_cloudtrail_table_and_view_are_athenas_then_a_rerun_changes_nothing(aws,
     # the derived principal, as Spark's view has it, for the rules exported to Athena
     assert list(types)[-5:] == ["principal", "account", "region", "dt", "source_file"]
     assert types["principal"] == "varchar"
-    assert "coalesce(nullif(useridentity.arn, ''), useridentity.principalid) AS principal" in (
-        presto["originalSql"]
+    assert (
+        "coalesce(nullif(useridentity.arn, ''), useridentity.principalid) AS principal"
+        in (presto["originalSql"])
     )
     parsed = sqlglot.parse_one(presto["originalSql"], read="trino")
     assert parsed.find(sqlglot.exp.Table).sql("trino") == "sec.cloudtrail_logs"

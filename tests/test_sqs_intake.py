@@ -175,7 +175,7 @@ def test_intake_keeps_messages_until_commit_and_removes_poison(aws, tmp_path):
 
     again = Queue(queue, Inbox(str(tmp_path / "inbox"))).receive()  # a restart: nothing new
     assert again.messages == 0
-    inbox.commit(inbox.last, Queue(queue, inbox).delete_entries)
+    inbox.commit(inbox.last, Queue(queue, inbox).delete_handles)
     assert _in_queue(sqs, queue) == (0, 0)
     assert inbox.numbers() == [] and inbox.committed == 4
 

@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from loader.errors import LoaderError
-from loader.sources.sqs import MAX_RECEIVES, Queue, _write_atomically
+from loader.sources.inbox import EntryFolder
+from loader.sources.sqs import MAX_RECEIVES, Queue
 
 CLOUDTRAIL_DETAIL = "via CloudTrail"  # the end of every detail-type CloudTrail sends
 PATH_SCHEME = "events-queue://"  # an event's source_file: events-queue://QUEUE/MESSAGE-ID
@@ -130,34 +129,15 @@ class EventIntake:
         return line
 
 
-class EventInbox:
+class EventInbox(EntryFolder[EventEntry]):
     """The folder described in the module's docstring."""
 
+    what = "events inbox"
+
     def __init__(self, root: str) -> None:
-        self.root = root
-        self._entries = os.path.join(root, "entries")
-        os.makedirs(self._entries, exist_ok=True)
+        super().__init__(root)
         # message id -> the uncommitted entry holding its event
         self.pending = {i: n for n in self.numbers() for i in self.entry(n).ids}
-
-    def _path(self, number: int) -> str:
-        return os.path.join(self._entries, f"{number:012d}.json")
-
-    def numbers(self) -> list[int]:
-        return sorted(int(n[:-5]) for n in os.listdir(self._entries) if n.endswith(".json"))
-
-    @property
-    def committed(self) -> int:
-        try:
-            with open(os.path.join(self.root, "committed"), encoding="utf-8") as handle:
-                return int(handle.read().strip() or 0)
-        except FileNotFoundError:
-            return 0
-
-    @property
-    def last(self) -> int:
-        numbers = self.numbers()
-        return max(numbers[-1] if numbers else 0, self.committed)
 
     def add(self, events: list[QueuedEvent], handles: list[str], ids: list[str]) -> EventEntry:
         entry = EventEntry(self.last + 1, events, handles, ids)
@@ -168,7 +148,7 @@ class EventInbox:
     def _write(self, entry: EventEntry) -> None:
         content = {"events": [e.__dict__ for e in entry.events], "handles": entry.handles,
                    "ids": entry.ids}  # fmt: skip
-        _write_atomically(self._path(entry.number), json.dumps(content))
+        self._store(entry.number, content)
 
     def renew(self, number: int, handles: dict[str, str]) -> None:
         """Messages of entry ``number`` were received again: their new receipt handles (by
@@ -177,38 +157,16 @@ class EventInbox:
         entry.handles = [handles.get(i, h) for i, h in zip(entry.ids, entry.handles, strict=True)]
         self._write(entry)
 
-    def entry(self, number: int) -> EventEntry:
-        try:
-            with open(self._path(number), encoding="utf-8") as handle:
-                stored = json.load(handle)
-        except FileNotFoundError:
-            raise LoaderError(
-                f"{self._path(number)}: the events inbox lost an entry the checkpoint still "
-                "needs (was the inbox folder deleted or replaced?)"
-            ) from None
+    def _decode(self, number: int, stored: dict[str, Any]) -> EventEntry:
         events = [QueuedEvent(**e) for e in stored["events"]]
         return EventEntry(number, events, stored["handles"], stored.get("ids", []))
 
-    def entries(self, after: int, upto: int) -> list[EventEntry]:
-        return [self.entry(n) for n in range(after + 1, upto + 1)]
+    def _handles(self, entry: EventEntry) -> list[str]:
+        return entry.handles
 
-    def commit(self, upto: int, delete: Any) -> None:
-        """Spark committed every entry up to ``upto``: delete their messages, then the entries."""
-        done = [self.entry(n) for n in self.numbers() if n <= upto]
-        delete([handle for entry in done for handle in entry.handles])
-        _write_atomically(os.path.join(self.root, "committed"), str(max(upto, self.committed)))
-        for entry in done:
-            os.remove(self._path(entry.number))
-            for message_id in entry.ids:
-                self.pending.pop(message_id, None)
-
-    def reject(self, message_id: str | None, body: str, reason: str) -> None:
-        record = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  "message_id": message_id, "reason": reason, "body": body}  # fmt: skip
-        with open(os.path.join(self.root, "rejected.jsonl"), "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+    def _done(self, entry: EventEntry) -> None:
+        for message_id in entry.ids:
+            self.pending.pop(message_id, None)
 
 
 class EventQueue:

@@ -20,16 +20,16 @@ the queue; it comes back after its visibility timeout and is found to be a dupli
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from loader.errors import LoaderError
+from loader.sources.inbox import EntryFolder, write_atomically
 from loader.sources.notifications import LOG_FILE, ObjectRef, parse_notification
 
 SEEN_DAYS = 7
@@ -46,14 +46,9 @@ class Entry:
     message_id: str | None = None
     receipt_handle: str | None = None
 
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "objects": self.objects,
-                "message_id": self.message_id,
-                "receipt_handle": self.receipt_handle,
-            }  # fmt: skip
-        )
+    def content(self) -> dict[str, Any]:
+        return {"objects": self.objects, "message_id": self.message_id,
+                "receipt_handle": self.receipt_handle}  # fmt: skip
 
 
 @dataclass
@@ -78,67 +73,30 @@ class IntakeReport:
         return line
 
 
-class Inbox:
+class Inbox(EntryFolder[Entry]):
     """The folder described in the module's docstring."""
 
+    what = "SQS inbox"
+
     def __init__(self, root: str) -> None:
-        self.root = root
-        self._entries = os.path.join(root, "entries")
-        os.makedirs(self._entries, exist_ok=True)
+        super().__init__(root)
         self.seen: set[str] = set()
         self._load_seen()
-
-    # --- entries ---------------------------------------------------------------------------
-
-    def _entry_path(self, number: int) -> str:
-        return os.path.join(self._entries, f"{number:012d}.json")
-
-    def numbers(self) -> list[int]:
-        return sorted(int(n[:-5]) for n in os.listdir(self._entries) if n.endswith(".json"))
-
-    @property
-    def last(self) -> int:
-        numbers = self.numbers()
-        return max(numbers[-1] if numbers else 0, self.committed)
 
     def add(self, objects: list[str], message_id: str | None = None,
             receipt_handle: str | None = None) -> Entry:  # fmt: skip
         """Write an entry durably (temporary file, fsync, rename), then note its objects."""
         entry = Entry(self.last + 1, objects, message_id, receipt_handle)
-        _write_atomically(self._entry_path(entry.number), entry.to_json())
+        self._store(entry.number, entry.content())
         self._note_seen(objects)
         return entry
 
-    def entry(self, number: int) -> Entry:
-        try:
-            with open(self._entry_path(number), encoding="utf-8") as handle:
-                stored = json.load(handle)
-        except FileNotFoundError:
-            raise LoaderError(
-                f"{self._entry_path(number)}: the SQS inbox lost an entry the checkpoint still "
-                "needs (was the inbox folder deleted or replaced?)"
-            ) from None
+    def _decode(self, number: int, stored: dict[str, Any]) -> Entry:
         return Entry(number, stored["objects"], stored.get("message_id"),
                      stored.get("receipt_handle"))  # fmt: skip
 
-    def entries(self, after: int, upto: int) -> list[Entry]:
-        return [self.entry(n) for n in range(after + 1, upto + 1)]
-
-    @property
-    def committed(self) -> int:
-        try:
-            with open(os.path.join(self.root, "committed"), encoding="utf-8") as handle:
-                return int(handle.read().strip() or 0)
-        except FileNotFoundError:
-            return 0
-
-    def commit(self, upto: int, delete: Callable[[list[Entry]], None]) -> None:
-        """Spark committed every entry up to ``upto``: delete their messages, then the entries."""
-        done = [self.entry(n) for n in self.numbers() if n <= upto]
-        delete([entry for entry in done if entry.receipt_handle])
-        _write_atomically(os.path.join(self.root, "committed"), str(max(upto, self.committed)))
-        for entry in done:
-            os.remove(self._entry_path(entry.number))
+    def _handles(self, entry: Entry) -> list[str]:
+        return [entry.receipt_handle] if entry.receipt_handle else []
 
     # --- seen objects and rejected messages ------------------------------------------------
 
@@ -152,7 +110,7 @@ class Inbox:
                     if url and float(stamp) >= cutoff:
                         kept.append(line)
                         self.seen.add(url)
-            _write_atomically(path, "".join(kept))
+            write_atomically(path, "".join(kept))
         for number in self.numbers():  # written before their seen lines, should a crash fall
             self.seen.update(self.entry(number).objects)  # in between
 
@@ -161,21 +119,6 @@ class Inbox:
         with open(os.path.join(self.root, "seen.log"), "a", encoding="utf-8") as handle:
             handle.writelines(f"{now:.0f}\t{url}\n" for url in objects)
         self.seen.update(objects)
-
-    def reject(self, message_id: str | None, body: str, reason: str) -> None:
-        record = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  "message_id": message_id, "reason": reason, "body": body}  # fmt: skip
-        with open(os.path.join(self.root, "rejected.jsonl"), "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-
-    def rejected(self) -> list[dict[str, Any]]:
-        path = os.path.join(self.root, "rejected.jsonl")
-        if not os.path.exists(path):
-            return []
-        with open(path, encoding="utf-8") as handle:
-            return [json.loads(line) for line in handle if line.strip()]
 
     # --- the --source history --------------------------------------------------------------
 
@@ -188,7 +131,7 @@ class Inbox:
         new = sorted((url for url in objects if url not in self.seen), key=_time_order)
         for start in range(0, len(new), chunk):
             self.add(new[start : start + chunk])
-        _write_atomically(os.path.join(self.root, "history.done"), str(len(new)))
+        write_atomically(os.path.join(self.root, "history.done"), str(len(new)))
         return len(new)
 
 
@@ -196,15 +139,6 @@ def _time_order(url: str) -> tuple[str, str]:
     """CloudTrail names carry the time they were written: older files first."""
     stamp = _STAMP.search(url.rsplit("/", 1)[-1])
     return (stamp.group(1) if stamp else "", url)
-
-
-def _write_atomically(path: str, content: str) -> None:
-    temporary = f"{path}.tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 # --- the queue --------------------------------------------------------------------------------
@@ -332,9 +266,6 @@ class Queue:
 
     def _delete(self, messages: list[dict[str, Any]]) -> None:
         self.delete_handles([m["ReceiptHandle"] for m in messages if m.get("ReceiptHandle")])
-
-    def delete_entries(self, entries: list[Entry]) -> None:
-        self.delete_handles([e.receipt_handle for e in entries if e.receipt_handle])
 
     def delete_handles(self, handles: list[str]) -> None:
         """Delete messages; a handle SQS no longer accepts (the message came back after its

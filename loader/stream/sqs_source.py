@@ -131,7 +131,7 @@ class SqsLogReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return [ObjectsPartition(objects[i::count]) for i in range(count)]
 
     def commit(self, end: dict[str, int]) -> None:
-        self.inbox.commit(end["entry"], self.queue.delete_entries)
+        self.inbox.commit(end["entry"], self.queue.delete_handles)
 
     # --- executor side ---------------------------------------------------------------------
 
@@ -172,7 +172,7 @@ def commit_finished(query: Any, inbox: str, queue_url: str) -> None:
         end = json.loads(end) if isinstance(end, str) else end
         if isinstance(end, dict) and isinstance(end.get("entry"), int):
             box = Inbox(os.path.abspath(inbox))
-            box.commit(end["entry"], Queue(queue_url, box).delete_entries)
+            box.commit(end["entry"], Queue(queue_url, box).delete_handles)
 
 
 def _say(line: str) -> None:
