@@ -129,7 +129,7 @@ def observe_batch(
     cores = _small_shuffles(session)
     try:
         with timing.phase("totals"):
-            totals = events.selectExpr(TOTALS).first()
+            totals = events.selectExpr(*TOTALS).first()
             before = previous_carried(folder, batch)
         clock = max(filter(None, (before.clock, totals.newest)), default=None)
         if dedup is not None:
