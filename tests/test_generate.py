@@ -8,15 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from loader.sample.generate import (
-    ATTACK_NEW_USER,
-    ATTACK_USER,
-    ATTACKER_IPS,
-    ENUMERATION_CALLS,
-    TOR_EXIT_IP,
-    SampleSpec,
-    write_sample,
-)
+from loader.sample.attack import ATTACK_NEW_USER, ATTACK_USER, ENUMERATION_CALLS
+from loader.sample.catalog import ATTACKER_IPS, TOR_EXIT_IP
+from loader.sample.generate import SampleSpec, write_sample
 from loader.sources.layout import place
 
 FILE_NAME = r"^\d{12}_CloudTrail_[a-z0-9-]+_\d{8}T\d{4}Z_[A-Za-z0-9]{16}\.json\.gz$"

@@ -65,7 +65,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 def deliver_pending(settings: Settings) -> int:
     from loader.alerts.outbox import deliver_until_done
     from loader.alerts.settings import build_deliverer
-    from loader.alerts.store import create_alert_tables
+    from loader.alerts.tables import create_alert_tables
     from loader.durations import parse_duration
     from loader.session import build_session
 
