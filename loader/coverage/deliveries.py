@@ -29,7 +29,7 @@ from loader.sql import check_identifier, sql_string
 from loader.tables.deliveries import (
     DELIVERIES_TABLE,
     TEXT_TIME,
-    _text,
+    time_text,
 )
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ def listing_relation(spark: SparkSession, source: str) -> str:
         moment = delivered_at(
             listed.path, dt.datetime.fromtimestamp(listed.modified, dt.timezone.utc)
         )
-        rows.append((listed.path, placement.account, placement.region, _text(moment)))
+        rows.append((listed.path, placement.account, placement.region, time_text(moment)))
     frame = spark.createDataFrame(
         rows, "path string, account string, region string, delivered string"
     ).selectExpr("path", "account", "region", "CAST(delivered AS TIMESTAMP) AS delivered_at")

@@ -19,12 +19,13 @@ from loader.alerts.model import ALERTS_TABLE
 from loader.alerts.outbox import DELIVERIES_TABLE
 from loader.errors import TsaError
 from loader.sql import check_identifier, sql_string
+from loader.tables.cloudtrail_schema import derived_sql
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 TEXT_TIME = "yyyy-MM-dd HH:mm:ss"
-PRINCIPAL = "coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId)"
+PRINCIPAL = derived_sql("principal")  # --table may name a table that stores no principal
 AROUND = dt.timedelta(hours=24)  # an entity's timeline: this much before and after its alerts
 RAW_LIMIT = 20_000  # characters of an event's raw JSON shown
 

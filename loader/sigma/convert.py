@@ -32,7 +32,6 @@ from loader.sigma.fields import UnknownField, resolve
 from loader.sigma.pipeline import cloudtrail_pipeline
 
 DEFAULT_LICENSE = "DRL-1.1"  # SigmaHQ's rules; a rule's own `license` wins
-PRINCIPAL = "coalesce(nullif(userIdentity.arn, ''), userIdentity.principalId)"
 COLUMNS = (
     "eventSource, eventName, errorCode, userAgent,\n"
     "       eventID, eventTime, sourceIPAddress, recipientAccountId, awsRegion"
@@ -188,7 +187,7 @@ def _convert(
                 outcome.status, outcome.reason = "skipped", skip
                 return outcome
             condition = backend.condition_of(rule)
-            text = _rule_file(rule, name, item, options, condition, PRINCIPAL, "principal")
+            text = _rule_file(rule, name, item, options, condition, "principal", "principal")
         else:  # a Sigma filter: pySigma has applied it to the rules it names
             outcome.status = "skipped"
             outcome.reason = "a Sigma filter: applied to the rules it names, not a rule itself"
@@ -298,7 +297,7 @@ def _rule_file(
         header["sigma_id"] = str(rule.id)
     header["license"] = _one_line(getattr(rule, "license", None) or options.license)
     lines = ["/*", *(f"{key}: {value}" for key, value in header.items()), "*/"]
-    select = f"SELECT {PRINCIPAL} AS principal,\n       {COLUMNS}"
+    select = f"SELECT principal,\n       {COLUMNS}"  # the cloudtrail view's column
     if entity and entity != "principal":
         select = f"SELECT {entity_sql} AS {entity},\n       " + select[len("SELECT ") :]
     where = "\n  AND ".join(_conjuncts(condition))

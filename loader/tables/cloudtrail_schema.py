@@ -107,8 +107,18 @@ EVENT_FIELDS: tuple[Field, ...] = (
 
 # Columns the view derives from the fields above (not parsed from JSON). `principal` is who
 # acted: the ARN, else the principal id (AWS services, some federated and anonymous calls).
-PRINCIPAL_SQL = "coalesce(nullif(e.userIdentity.arn, ''), e.userIdentity.principalId)"
-DERIVED_FIELDS: tuple[Field, ...] = (Field("principal", expression=PRINCIPAL_SQL),)
+# ({e}: where the event's fields are, "e." in the view, "" over a relation of its columns)
+DERIVED = {"principal": "coalesce(nullif({e}userIdentity.arn, ''), {e}userIdentity.principalId)"}
+DERIVED_FIELDS: tuple[Field, ...] = tuple(
+    Field(name, expression=sql.format(e="e.")) for name, sql in DERIVED.items()
+)
+
+
+def derived_sql(name: str, prefix: str = "") -> str:
+    """A derived column's SQL over the event's columns (``prefix``: their relation, e.g.
+    ``t.``)."""
+    return DERIVED[name].format(e=prefix)
+
 
 INSIGHT_FIELDS: tuple[Field, ...] = (
     Field("eventVersion"),
@@ -158,5 +168,5 @@ def with_derived_columns(frame: Any) -> Any:
 
     for f in DERIVED_FIELDS:
         if f.name not in frame.columns and "userIdentity" in frame.columns:
-            frame = frame.withColumn(f.name, F.expr((f.expression or "").replace("e.", "")))
+            frame = frame.withColumn(f.name, F.expr(derived_sql(f.name)))
     return frame

@@ -75,7 +75,7 @@ def record_files(
     """Record (path, account, region, events, newest event) for the files not recorded yet.
     The delivery time comes from the file's name."""
     rows = [
-        (path, account, region, int(events), _text(newest))
+        (path, account, region, int(events), time_text(newest))
         for path, account, region, events, newest in rows
     ]
     if rows:
@@ -114,7 +114,7 @@ def backfill_from_files(spark: SparkSession, db: str) -> None:
     record_frame(spark, db, files, "backfill")
 
 
-def _text(moment: dt.datetime | str | None) -> str | None:
+def time_text(moment: dt.datetime | str | None) -> str | None:
     if moment is None or isinstance(moment, str):
         return moment
     if moment.tzinfo is not None:

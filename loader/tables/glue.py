@@ -25,6 +25,7 @@ from typing import Any
 from loader.errors import LoaderError
 from loader.s3util import split_s3
 from loader.sql import check_identifier
+from loader.tables.cloudtrail_schema import derived_sql
 
 CLOUDTRAIL_TABLE = "cloudtrail_logs"
 EVENTS_VIEW = "cloudtrail"
@@ -201,8 +202,8 @@ def cloudtrail_table(location: CloudTrailLocation) -> dict[str, Any]:
     }
 
 
-# the view's derived column, as the Spark view computes it (cloudtrail_schema.PRINCIPAL_SQL)
-PRINCIPAL_ATHENA = "coalesce(nullif(useridentity.arn, ''), useridentity.principalid) AS principal"
+# the view's derived column, as the Spark view computes it
+PRINCIPAL_ATHENA = f"{derived_sql('principal').lower()} AS principal"
 
 
 def events_view_sql(database: str) -> str:
